@@ -1,0 +1,93 @@
+# tutor: build, test, demo. `make` builds build/libtutor.a and build/tutor;
+# `make test` runs every test; `make test SANITIZE=1` does so under ASan + UBSan.
+# Sources are found by wildcard: src/<layer>/*.c make the library (src/cli the program),
+# tests/<layer>/test_*.c are Criterion tests (one executable each),
+# tests/gradcheck/test_*.c link the double-precision build of the library.
+
+CC ?= gcc
+SANITIZE ?= 0
+ifeq ($(SANITIZE),1)
+BUILD ?= build/sanitize
+OPT = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+else
+BUILD ?= build/release
+OPT = -O3 -g -march=native
+endif
+
+PKGS = libcjson libutf8proc
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation -Iinclude -Isrc \
+	$(OPT) $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -I/usr/include/x86_64-linux-gnu/openblas-pthread $(CFLAGS)
+LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lopenblas -lpthread -lm
+LDFLAGS_ALL = $(OPT) $(LDFLAGS)
+
+LIB_SRC = $(filter-out src/cli/%,$(wildcard src/*/*.c))
+CLI_SRC = $(wildcard src/cli/*.c)
+TEST_SRC = $(filter-out tests/gradcheck/%,$(wildcard tests/*/test_*.c))
+GRAD_SRC = $(wildcard tests/gradcheck/test_*.c)
+BENCH_SRC = $(wildcard bench/*.c)
+HDRS = $(wildcard include/tutor/*.h) $(wildcard src/*/*.h)
+
+LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+LIBD_OBJ = $(LIB_SRC:%.c=$(BUILD)/objd/%.o)
+CLI_OBJ = $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_BIN = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+GRAD_BIN = $(GRAD_SRC:tests/%.c=$(BUILD)/tests/%)
+BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+.PHONY: all deps test demo bench clean tests
+all: deps $(BUILD)/libtutor.a $(BUILD)/tutor build/tutor
+
+deps:
+	@scripts/deps.sh build
+
+$(BUILD)/obj/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/objd/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -DTUTOR_REAL_DOUBLE -c $< -o $@
+
+$(BUILD)/libtutor.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libtutor-double.a: $(LIBD_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/tutor: $(CLI_OBJ) $(BUILD)/libtutor.a
+	$(CC) $(LDFLAGS_ALL) $(CLI_OBJ) $(BUILD)/libtutor.a $(LIBS) -o $@
+
+# build/tutor is the program a user runs, whatever the build flavour.
+build/tutor: $(BUILD)/tutor
+	@ln -sf $(patsubst build/%,%,$(BUILD))/tutor build/tutor
+
+$(BUILD)/tests/gradcheck/%: tests/gradcheck/%.c tests/testlib.h $(BUILD)/libtutor-double.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -DTUTOR_REAL_DOUBLE $< $(BUILD)/libtutor-double.a $(LDFLAGS_ALL) -lcriterion $(LIBS) -o $@
+
+$(BUILD)/tests/%: tests/%.c tests/testlib.h $(BUILD)/libtutor.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $< $(BUILD)/libtutor.a $(LDFLAGS_ALL) -lcriterion $(LIBS) -o $@
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libtutor.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $< $(BUILD)/libtutor.a $(LDFLAGS_ALL) $(LIBS) -o $@
+
+tests: $(TEST_BIN) $(GRAD_BIN) $(BUILD)/tutor
+
+# Tests run with one thread unless a test is about threads (DESIGN.md).
+test:
+	@scripts/deps.sh test
+	@$(MAKE) --no-print-directory all tests
+	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) scripts/run-tests.sh $(TEST_BIN) $(GRAD_BIN)
+
+bench: all $(BENCH_BIN)
+	@echo "benchmarks built in $(BUILD)/bench: run them one at a time (see bench/README.md)"
+
+demo: all
+	@scripts/demo.sh
+
+clean:
+	rm -rf build

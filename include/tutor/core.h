@@ -1,0 +1,64 @@
+/* core.h: what every layer of tutor uses: the one error channel, logging, the seeded RNG,
+ * aligned allocation and the floating-point type the numerical code is built with.
+ * Errors: a failing function records one message with tt_err() and returns -1 or NULL;
+ * the CLI prints it as "tutor: MESSAGE". Messages about a file start with "FILE:LINE: ". */
+#ifndef TUTOR_CORE_H
+#define TUTOR_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* real: the type of parameters, activations and gradients. float normally; double when
+ * the library is built with -DTUTOR_REAL_DOUBLE, for finite-difference gradient checks. */
+#ifdef TUTOR_REAL_DOUBLE
+typedef double real;
+#define REAL_IS_DOUBLE 1
+#else
+typedef float real;
+#define REAL_IS_DOUBLE 0
+#endif
+
+/* Records an error message (printf format) for this thread; always returns -1. */
+int tt_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prefixes the current message with more context: "CONTEXT: old message"; returns -1. */
+int tt_err_wrap(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The last message recorded on this thread ("" if none). */
+const char *tt_errmsg(void);
+void tt_err_clear(void);
+
+/* Logging to stderr. Level: 0 quiet, 1 info (default), 2 debug. */
+void tt_log_set_level(int level);
+int tt_log_level(void);
+void tt_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define tt_info(...) tt_log(1, __VA_ARGS__)
+#define tt_debug(...) tt_log(2, __VA_ARGS__)
+
+/* Aligned (64-byte) zeroed allocation; NULL with an error on failure. Free with tt_free. */
+void *tt_alloc(size_t bytes);
+void tt_free(void *p);
+/* Bytes currently held by tt_alloc and the number of tt_alloc calls so far: tests use
+ * the count to show that a training step allocates nothing. */
+size_t tt_alloc_live_bytes(void);
+size_t tt_alloc_peak_bytes(void);
+uint64_t tt_alloc_count(void);
+void tt_alloc_reset_peak(void);
+
+/* RNG: xoshiro256** seeded by splitmix64; reproducible across machines. */
+typedef struct { uint64_t s[4]; } Rng;
+void rng_seed(Rng *r, uint64_t seed);
+uint64_t rng_u64(Rng *r);
+double rng_uniform(Rng *r);          /* [0, 1) with 53 bits */
+double rng_normal(Rng *r);           /* standard normal (Box-Muller, no caching) */
+uint32_t rng_below(Rng *r, uint32_t n); /* uniform in [0, n) without bias */
+
+/* Threads: the count used by BLAS and by tutor's own parallel loops. */
+void tt_set_threads(int n);
+int tt_threads(void);
+/* Runs fn(i, ctx) for i in [0, n) over tt_threads() threads; static partition so that
+ * results do not depend on timing. */
+void tt_parallel_for(int n, void (*fn)(int i, void *ctx), void *ctx);
+
+/* Monotonic clock in seconds. */
+double tt_now_s(void);
+
+#endif

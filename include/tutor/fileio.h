@@ -1,0 +1,33 @@
+/* fileio.h: whole-file reads and crash-safe writes. Every file tutor writes (models,
+ * optimizer state, logs snapshots) goes through atomic_* so that a crash or a full disk
+ * leaves either the old file or the new one, never a torn mix. */
+#ifndef TUTOR_FILEIO_H
+#define TUTOR_FILEIO_H
+
+#include <stddef.h>
+
+/* Atomic whole-file write: temp file in the same dir, fsync, rename, fsync dir.
+ * 0 or -1 (tt_err "PATH: reason"). */
+int atomic_write_file(const char *path, const void *data, size_t n_bytes);
+
+/* Streaming variant: atomic_open creates "PATH.tmp-XXXXXX" beside PATH; nothing is visible
+ * at PATH until atomic_commit. Both atomic_commit and atomic_abort free f. */
+typedef struct AtomicFile AtomicFile;
+AtomicFile *atomic_open(const char *path);          /* NULL on error */
+int atomic_write(AtomicFile *f, const void *data, size_t n_bytes);
+int atomic_commit(AtomicFile *f);                   /* fsync + rename + fsync dir; frees f */
+void atomic_abort(AtomicFile *f);                   /* removes the temp file; frees f */
+/* Path of the temp file (for messages and tests). */
+const char *atomic_temp_path(const AtomicFile *f);
+
+/* Reads a whole file into a NUL-terminated malloc'd buffer (free with free());
+ * *n_bytes (may be NULL) gets the length without the NUL. NULL on error ("PATH: reason"). */
+char *read_file_text(const char *path, size_t *n_bytes);
+
+/* mkdir -p: creates path and its missing parents (mode 0777 & umask). 0 or -1. */
+int make_dirs(const char *path);
+
+/* 1 if path exists (any type), 0 if not. */
+int file_exists(const char *path);
+
+#endif

@@ -1,0 +1,92 @@
+/* kernels.h: the numerical building blocks of the transformer, as plain functions on
+ * real arrays (float, or double in the gradient-check build). Each has a _forward and a
+ * _backward; backward functions ACCUMULATE (+=) into every gradient they write, so that
+ * tied weights, residual branches and gradient accumulation need no extra code.
+ * Shapes are given in comments: N rows (tokens), C channels, OC output channels. */
+#ifndef TUTOR_KERNELS_H
+#define TUTOR_KERNELS_H
+
+#include <stdint.h>
+
+#include "tutor/core.h"
+
+/* C = alpha * op(A) op(B) + beta * C, row-major; ta/tb: 1 = transpose. BLAS underneath. */
+void gemm(int ta, int tb, int M, int N, int K, real alpha, const real *A, int lda, const real *B,
+          int ldb, real beta, real *C, int ldc);
+
+/* Weight layouts: Hugging Face's nn.Linear stores [OC, C]; GPT-2's Conv1D stores [C, OC]. */
+typedef enum { W_OUT_IN = 0, W_IN_OUT = 1 } WeightLayout;
+
+/* out (N, ldo) cols [0,OC) = inp (N,C) @ W + b; b may be NULL. ldo >= OC lets q, k and v be
+ * written side by side into one (N, 3C) buffer. */
+void linear_forward(real *out, int ldo, const real *inp, const real *w, const real *b, int N, int C,
+                    int OC, WeightLayout layout);
+/* dinp (N,C) += dout W; dw += dout^T inp (shape of w); db += column sums of dout.
+ * dout is (N, ldd) cols [0,OC). dinp may be NULL (no input gradient needed). */
+void linear_backward(real *dinp, real *dw, real *db, const real *dout, int ldd, const real *inp,
+                     const real *w, int N, int C, int OC, WeightLayout layout);
+
+/* out (N,C) = layernorm(inp) * w + b; mean, rstd (N) kept for backward (may be NULL when
+ * backward is not needed). */
+void layernorm_forward(real *out, real *mean, real *rstd, const real *inp, const real *w,
+                       const real *b, int N, int C, double eps);
+void layernorm_backward(real *dinp, real *dw, real *db, const real *dout, const real *inp,
+                        const real *w, const real *mean, const real *rstd, int N, int C);
+
+typedef enum { GELU_ERF = 0, GELU_TANH = 1 } GeluKind;
+/* out (n) = gelu(inp); in place (out == inp) allowed. */
+void gelu_forward(real *out, const real *inp, long n, GeluKind kind);
+/* dinp (n) += gelu'(inp) * dout */
+void gelu_backward(real *dinp, const real *inp, const real *dout, long n, GeluKind kind);
+
+/* out (N,C) = scale * wte[ids[i]] + wpe[pos_offset + i % T] for i in [0, N), N = B*T.
+ * wpe may be NULL. */
+void embedding_forward(real *out, const int *ids, const real *wte, const real *wpe, int B, int T,
+                       int C, real scale, int pos_offset);
+void embedding_backward(real *dwte, real *dwpe, const real *dout, const int *ids, int B, int T,
+                        int C, real scale, int pos_offset);
+
+/* Dropout on attention weights: probs_drop (B,H,Tq,Tk) receives the dropped weights that
+ * multiply v, mask their bytes. NULL or p == 0: none. */
+typedef struct {
+    float p;
+    real *probs_drop;
+    uint8_t *mask;
+    Rng *rng;
+} AttnDropout;
+
+/* Multi-head attention core for B sequences, H heads of size D = C/H.
+ * q (B, Tq, ldq): the query of row t is q[(b*Tq + t)*ldq + h*D + i]; likewise k, v (B, Tk, ld).
+ * key_mask (B, Tk): 0 = padding key, ignored; NULL = every key valid. causal: key j > query t
+ * is ignored (Tq == Tk). scale multiplies q.k. probs (B, H, Tq, Tk) receives the attention
+ * weights (kept for backward); out (B, Tq, C) the heads side by side. A query whose keys are
+ * all masked gets zero weights and a zero output. */
+void attention_forward(real *out, real *probs, const real *q, int ldq, const real *k, int ldk,
+                       const real *v, int ldv, const int *key_mask, int B, int Tq, int Tk, int H,
+                       int C, int causal, real scale, const AttnDropout *drop);
+/* dq, dk, dv (+=, same layouts as q, k, v) from dout (B,Tq,C). scratch: 2*Tq*Tk reals. */
+void attention_backward(real *dq, real *dk, real *dv, const real *dout, const real *probs,
+                        const real *q, int ldq, const real *k, int ldk, const real *v, int ldv,
+                        int B, int Tq, int Tk, int H, int C, real scale, const AttnDropout *drop,
+                        real *scratch);
+
+/* Dropout with probability p: out = inp * mask / (1 - p), mask (n) bytes drawn from rng.
+ * In place allowed. p == 0: copy. */
+void dropout_forward(real *out, uint8_t *mask, const real *inp, long n, float p, Rng *rng);
+void dropout_backward(real *dinp, const uint8_t *mask, const real *dout, long n, float p);
+
+/* Log-softmax statistics of one row of logits (V): max and log-sum-exp, in double. */
+void logsumexp_row(const real *logits, int V, double *max_out, double *lse_out);
+
+/* Cross-entropy fused with the vocabulary projection, chunked so that no (N, V) logits
+ * matrix is kept. x (N,C) final hidden states, w (V,C) the (tied) output embedding, bias (V)
+ * or NULL; labels (N), -100 = ignored. Returns the sum over counted tokens of the token loss
+ * (label smoothing eps as PyTorch's CrossEntropyLoss: (1-eps)*nll + eps*mean_v(-logp)),
+ * and with dx != NULL adds grad_scale * d(sum loss)/dx to dx, dw, dbias.
+ * chunk: logits (rows, V) scratch of chunk_rows*V reals. n_counted receives the number of
+ * labels != -100. */
+double vocab_xent(const real *x, const real *w, const real *bias, const int *labels, int N, int C,
+                  int V, double label_smoothing, double grad_scale, real *dx, real *dw, real *dbias,
+                  real *chunk, int chunk_rows, long *n_counted);
+
+#endif

@@ -1,0 +1,14 @@
+/* cmd_generate.c: `tutor generate`. Not built yet: it says so and exits non-zero. */
+#include <stdio.h>
+#include <string.h>
+
+#include "tutor/cli.h"
+
+int cmd_generate(int argc, char **argv) {
+    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        printf("usage: tutor generate ...\n\nnot yet: this command arrives with a later issue\n");
+        return 0;
+    }
+    fprintf(stderr, "tutor: generate: not yet implemented\n");
+    return 2;
+}

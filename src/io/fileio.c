@@ -1,0 +1,235 @@
+/* fileio.c: whole-file reads and atomic writes. A write goes to a temp file beside the
+ * target, is fsync'd, renamed over the target and the directory fsync'd, so that a crash
+ * at any moment leaves the old file or the new one, never a torn or empty file. */
+#include "tutor/fileio.h"
+#include "tutor/core.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct AtomicFile {
+    int fd;
+    int failed;          /* a write failed: commit must not publish a partial file */
+    char *path;
+    char *temp_path;
+};
+
+/* The directory holding path ("." for a bare name), malloc'd. */
+static char *dir_of(const char *path) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) return strdup(".");
+    if (slash == path) return strdup("/");
+    return strndup(path, (size_t)(slash - path));
+}
+
+/* fsync of a directory makes a rename in it durable. Some file systems refuse fsync on a
+ * directory (EINVAL); the rename has happened by then, so that is not an error. */
+static int fsync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return tt_err("%s: cannot open directory to sync: %s", dir, strerror(errno));
+    int rc = 0;
+    if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS)
+        rc = tt_err("%s: fsync of directory failed: %s", dir, strerror(errno));
+    close(fd);
+    return rc;
+}
+
+AtomicFile *atomic_open(const char *path) {
+    size_t len = strlen(path);
+    if (len == 0) return tt_err("atomic_open: empty path"), NULL;
+    if (path[len - 1] == '/') return tt_err("%s: is a directory path, not a file", path), NULL;
+    AtomicFile *f = calloc(1, sizeof *f);
+    if (!f) return tt_err("%s: out of memory", path), NULL;
+    f->fd = -1;
+    f->path = strdup(path);
+    f->temp_path = malloc(len + 64);
+    if (!f->path || !f->temp_path) {
+        tt_err("%s: out of memory", path);
+        goto fail;
+    }
+    /* Our own unique name rather than mkstemp: open(..., 0666) lets the umask set the
+     * final file's mode the way a plain fopen would. */
+    static atomic_uint counter;
+    for (int attempt = 0; attempt < 100; attempt++) {
+        unsigned n = atomic_fetch_add(&counter, 1);
+        snprintf(f->temp_path, len + 64, "%s.tmp-%ld-%u", path, (long)getpid(), n);
+        f->fd = open(f->temp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (f->fd >= 0 || errno != EEXIST) break;
+    }
+    if (f->fd < 0) {
+        tt_err("%s: cannot create temp file %s: %s", path, f->temp_path, strerror(errno));
+        goto fail;
+    }
+    return f;
+fail:
+    free(f->path);
+    free(f->temp_path);
+    free(f);
+    return NULL;
+}
+
+const char *atomic_temp_path(const AtomicFile *f) { return f->temp_path; }
+
+int atomic_write(AtomicFile *f, const void *data, size_t n_bytes) {
+    if (f->failed) return tt_err("%s: write after an earlier failed write", f->path);
+    const char *p = data;
+    while (n_bytes > 0) {
+        ssize_t w = write(f->fd, p, n_bytes);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            f->failed = 1;
+            return tt_err("%s: write failed: %s", f->path, strerror(errno));
+        }
+        p += w;
+        n_bytes -= (size_t)w;
+    }
+    return 0;
+}
+
+static void atomic_free(AtomicFile *f) {
+    free(f->path);
+    free(f->temp_path);
+    free(f);
+}
+
+void atomic_abort(AtomicFile *f) {
+    if (!f) return;
+    if (f->fd >= 0) close(f->fd);
+    unlink(f->temp_path);
+    atomic_free(f);
+}
+
+int atomic_commit(AtomicFile *f) {
+    if (f->failed) {
+        tt_err("%s: not written: an earlier write failed", f->path);
+        atomic_abort(f);
+        return -1;
+    }
+    if (fsync(f->fd) != 0) {
+        tt_err("%s: fsync failed: %s", f->path, strerror(errno));
+        atomic_abort(f);
+        return -1;
+    }
+    int rc = close(f->fd);
+    f->fd = -1;
+    if (rc != 0) {
+        tt_err("%s: close failed: %s", f->path, strerror(errno));
+        atomic_abort(f);
+        return -1;
+    }
+    if (rename(f->temp_path, f->path) != 0) {
+        tt_err("%s: rename from %s failed: %s", f->path, f->temp_path, strerror(errno));
+        atomic_abort(f);
+        return -1;
+    }
+    char *dir = dir_of(f->path);
+    rc = dir ? fsync_dir(dir) : tt_err("%s: out of memory", f->path);
+    free(dir);
+    atomic_free(f);
+    return rc;
+}
+
+int atomic_write_file(const char *path, const void *data, size_t n_bytes) {
+    AtomicFile *f = atomic_open(path);
+    if (!f) return -1;
+    if (atomic_write(f, data, n_bytes) != 0) {
+        atomic_abort(f);
+        return -1;
+    }
+    return atomic_commit(f);
+}
+
+char *read_file_text(const char *path, size_t *n_bytes) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return tt_err("%s: %s", path, strerror(errno)), NULL;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        tt_err("%s: %s", path, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        tt_err("%s: is a directory, not a file", path);
+        close(fd);
+        return NULL;
+    }
+    /* Start from the size fstat gives, but read to EOF: pipes and /proc report 0. */
+    size_t cap = S_ISREG(st.st_mode) && st.st_size > 0 ? (size_t)st.st_size + 1 : 4096;
+    size_t len = 0;
+    char *buf = malloc(cap);
+    if (!buf) {
+        tt_err("%s: out of memory reading %zu bytes", path, cap);
+        close(fd);
+        return NULL;
+    }
+    for (;;) {
+        if (len + 1 >= cap) {
+            size_t new_cap = cap * 2;
+            char *nb = realloc(buf, new_cap);
+            if (!nb) {
+                tt_err("%s: out of memory reading %zu bytes", path, new_cap);
+                goto fail;
+            }
+            buf = nb;
+            cap = new_cap;
+        }
+        ssize_t r = read(fd, buf + len, cap - 1 - len);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            tt_err("%s: read failed: %s", path, strerror(errno));
+            goto fail;
+        }
+        if (r == 0) break;
+        len += (size_t)r;
+    }
+    close(fd);
+    buf[len] = 0;
+    if (n_bytes) *n_bytes = len;
+    return buf;
+fail:
+    free(buf);
+    close(fd);
+    return NULL;
+}
+
+int file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+int make_dirs(const char *path) {
+    size_t len = strlen(path);
+    if (len == 0) return tt_err("make_dirs: empty path");
+    char *p = strdup(path);
+    if (!p) return tt_err("%s: out of memory", path);
+    /* Create each prefix ending before a '/', then the whole path. */
+    for (size_t i = 1; i <= len; i++) {
+        if (i < len && p[i] != '/') continue;
+        if (i < len && p[i - 1] == '/') continue; /* "a//b" */
+        char saved = p[i];
+        p[i] = 0;
+        if (mkdir(p, 0777) != 0) {
+            int e = errno;
+            struct stat st;
+            if (e != EEXIST || stat(p, &st) != 0) {
+                tt_err("%s: cannot create directory %s: %s", path, p, strerror(e));
+                free(p);
+                return -1;
+            }
+            if (!S_ISDIR(st.st_mode)) {
+                tt_err("%s: %s exists and is not a directory", path, p);
+                free(p);
+                return -1;
+            }
+        }
+        p[i] = saved;
+    }
+    free(p);
+    return 0;
+}

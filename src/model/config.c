@@ -1,0 +1,251 @@
+/* config.c: the model configuration and its Hugging Face config.json form (BartConfig,
+ * MBartConfig, GPT2Config keys), so that a tutor model directory reads as HF's own. */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tutor/fileio.h"
+#include "tutor/model.h"
+
+void model_config_default(ModelConfig *c, Arch arch) {
+    memset(c, 0, sizeof *c);
+    c->arch = arch;
+    c->vocab_size = 8000;
+    c->d_model = 256;
+    c->max_positions = 512;
+    c->dec_layers = 4;
+    c->dec_heads = 4;
+    c->dec_ffn = 1024;
+    if (arch != ARCH_GPT2) {
+        c->enc_layers = 4;
+        c->enc_heads = 4;
+        c->enc_ffn = 1024;
+        c->scale_embedding = arch == ARCH_MBART;
+        c->act = GELU_ERF;
+        c->pad_id = 1;
+        c->bos_id = 0;
+        c->eos_id = 2;
+        c->decoder_start_id = 2;
+        c->forced_eos_id = 2;
+    } else {
+        c->act = GELU_TANH;
+        c->pad_id = -1;
+        c->bos_id = 2;
+        c->eos_id = 2;
+        c->decoder_start_id = -1;
+        c->forced_eos_id = -1;
+    }
+    c->ln_eps = 1e-5;
+    c->dropout = 0.1f;
+    c->attn_dropout = 0.0f;
+    c->act_dropout = 0.0f;
+    c->init_std = 0.02;
+}
+
+int model_config_check(const ModelConfig *c) {
+    if (c->vocab_size < 4) return tt_err("config: vocab_size %d is too small", c->vocab_size);
+    if (c->d_model < 1) return tt_err("config: d_model must be positive");
+    if (c->max_positions < 1) return tt_err("config: max_position_embeddings must be positive");
+    if (c->dec_layers < 1 || c->dec_heads < 1 || c->dec_ffn < 1)
+        return tt_err("config: decoder layers, heads and ffn size must be positive");
+    if (c->d_model % c->dec_heads) return tt_err("config: d_model %d not divisible by %d heads", c->d_model, c->dec_heads);
+    if (model_is_encdec(c)) {
+        if (c->enc_layers < 1 || c->enc_heads < 1 || c->enc_ffn < 1)
+            return tt_err("config: encoder layers, heads and ffn size must be positive");
+        if (c->d_model % c->enc_heads) return tt_err("config: d_model %d not divisible by %d heads", c->d_model, c->enc_heads);
+    }
+    if (c->dropout < 0 || c->dropout >= 1 || c->attn_dropout < 0 || c->attn_dropout >= 1 ||
+        c->act_dropout < 0 || c->act_dropout >= 1)
+        return tt_err("config: dropout probabilities must be in [0, 1)");
+    return 0;
+}
+
+static int get_int(const cJSON *o, const char *key, int *out, int required, const char *path) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v || cJSON_IsNull(v)) {
+        if (required) return tt_err("%s: missing \"%s\"", path, key);
+        return 0;
+    }
+    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble)
+        return tt_err("%s: \"%s\" must be an integer", path, key);
+    *out = (int)v->valuedouble;
+    return 0;
+}
+
+static int get_float(const cJSON *o, const char *key, float *out, const char *path) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (!cJSON_IsNumber(v)) return tt_err("%s: \"%s\" must be a number", path, key);
+    *out = (float)v->valuedouble;
+    return 0;
+}
+
+static int get_double(const cJSON *o, const char *key, double *out, const char *path) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (!cJSON_IsNumber(v)) return tt_err("%s: \"%s\" must be a number", path, key);
+    *out = v->valuedouble;
+    return 0;
+}
+
+static int parse_act(const cJSON *o, GeluKind *act, const char *path) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "activation_function");
+    if (!v) return 0;
+    if (!cJSON_IsString(v)) return tt_err("%s: \"activation_function\" must be a string", path);
+    if (!strcmp(v->valuestring, "gelu")) *act = GELU_ERF;
+    else if (!strcmp(v->valuestring, "gelu_new") || !strcmp(v->valuestring, "gelu_pytorch_tanh"))
+        *act = GELU_TANH;
+    else
+        return tt_err("%s: activation_function \"%s\" is not supported (gelu, gelu_new)", path, v->valuestring);
+    return 0;
+}
+
+/* Fills c from a parsed config object; path names the source in errors. */
+static int config_from_json(ModelConfig *c, const cJSON *o, const char *path) {
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(o, "model_type");
+    if (!cJSON_IsString(mt)) return tt_err("%s: missing \"model_type\" (bart, mbart or gpt2)", path);
+    Arch arch;
+    if (!strcmp(mt->valuestring, "gpt2")) arch = ARCH_GPT2;
+    else if (!strcmp(mt->valuestring, "bart")) arch = ARCH_BART;
+    else if (!strcmp(mt->valuestring, "mbart")) arch = ARCH_MBART;
+    else return tt_err("%s: model_type \"%s\" is not supported (bart, mbart or gpt2)", path, mt->valuestring);
+    model_config_default(c, arch);
+    int rc = 0;
+    if (arch == ARCH_GPT2) {
+        rc |= get_int(o, "vocab_size", &c->vocab_size, 1, path);
+        rc |= get_int(o, "n_embd", &c->d_model, 1, path);
+        rc |= get_int(o, "n_layer", &c->dec_layers, 1, path);
+        rc |= get_int(o, "n_head", &c->dec_heads, 1, path);
+        rc |= get_int(o, "n_positions", &c->max_positions, 1, path);
+        c->dec_ffn = 4 * c->d_model;
+        rc |= get_int(o, "n_inner", &c->dec_ffn, 0, path);
+        rc |= get_double(o, "layer_norm_epsilon", &c->ln_eps, path);
+        rc |= get_float(o, "resid_pdrop", &c->dropout, path);
+        rc |= get_float(o, "attn_pdrop", &c->attn_dropout, path);
+        rc |= get_double(o, "initializer_range", &c->init_std, path);
+        rc |= get_int(o, "bos_token_id", &c->bos_id, 0, path);
+        rc |= get_int(o, "eos_token_id", &c->eos_id, 0, path);
+        rc |= get_int(o, "pad_token_id", &c->pad_id, 0, path);
+        c->act_dropout = 0;
+        const cJSON *sa = cJSON_GetObjectItemCaseSensitive(o, "scale_attn_weights");
+        if (sa && cJSON_IsFalse(sa)) return tt_err("%s: scale_attn_weights false is not supported", path);
+        const cJSON *si = cJSON_GetObjectItemCaseSensitive(o, "scale_attn_by_inverse_layer_idx");
+        if (si && cJSON_IsTrue(si)) return tt_err("%s: scale_attn_by_inverse_layer_idx is not supported", path);
+    } else {
+        rc |= get_int(o, "vocab_size", &c->vocab_size, 1, path);
+        rc |= get_int(o, "d_model", &c->d_model, 1, path);
+        rc |= get_int(o, "encoder_layers", &c->enc_layers, 1, path);
+        rc |= get_int(o, "decoder_layers", &c->dec_layers, 1, path);
+        rc |= get_int(o, "encoder_attention_heads", &c->enc_heads, 1, path);
+        rc |= get_int(o, "decoder_attention_heads", &c->dec_heads, 1, path);
+        rc |= get_int(o, "encoder_ffn_dim", &c->enc_ffn, 1, path);
+        rc |= get_int(o, "decoder_ffn_dim", &c->dec_ffn, 1, path);
+        rc |= get_int(o, "max_position_embeddings", &c->max_positions, 1, path);
+        const cJSON *se = cJSON_GetObjectItemCaseSensitive(o, "scale_embedding");
+        c->scale_embedding = se && cJSON_IsTrue(se);
+        rc |= get_float(o, "dropout", &c->dropout, path);
+        rc |= get_float(o, "attention_dropout", &c->attn_dropout, path);
+        rc |= get_float(o, "activation_dropout", &c->act_dropout, path);
+        rc |= get_double(o, "init_std", &c->init_std, path);
+        rc |= get_int(o, "pad_token_id", &c->pad_id, 0, path);
+        rc |= get_int(o, "bos_token_id", &c->bos_id, 0, path);
+        rc |= get_int(o, "eos_token_id", &c->eos_id, 0, path);
+        rc |= get_int(o, "decoder_start_token_id", &c->decoder_start_id, 0, path);
+        rc |= get_int(o, "forced_eos_token_id", &c->forced_eos_id, 0, path);
+    }
+    if (rc) return -1;
+    if (parse_act(o, &c->act, path)) return -1;
+    if (model_config_check(c)) return tt_err_wrap("%s", path);
+    return 0;
+}
+
+int model_config_load(ModelConfig *c, const char *path) {
+    size_t n;
+    char *text = read_file_text(path, &n);
+    if (!text) return -1;
+    cJSON *o = cJSON_ParseWithLength(text, n);
+    free(text);
+    if (!o || !cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        return tt_err("%s: not a JSON object", path);
+    }
+    int rc = config_from_json(c, o, path);
+    cJSON_Delete(o);
+    return rc;
+}
+
+static void add_opt_int(cJSON *o, const char *key, int v) {
+    if (v >= 0) cJSON_AddNumberToObject(o, key, v);
+    else cJSON_AddNullToObject(o, key);
+}
+
+int model_config_save(const ModelConfig *c, const char *path) {
+    cJSON *o = cJSON_CreateObject();
+    if (c->arch == ARCH_GPT2) {
+        cJSON *a = cJSON_AddArrayToObject(o, "architectures");
+        cJSON_AddItemToArray(a, cJSON_CreateString("GPT2LMHeadModel"));
+        cJSON_AddStringToObject(o, "model_type", "gpt2");
+        cJSON_AddStringToObject(o, "activation_function", c->act == GELU_TANH ? "gelu_new" : "gelu");
+        cJSON_AddNumberToObject(o, "vocab_size", c->vocab_size);
+        cJSON_AddNumberToObject(o, "n_embd", c->d_model);
+        cJSON_AddNumberToObject(o, "n_layer", c->dec_layers);
+        cJSON_AddNumberToObject(o, "n_head", c->dec_heads);
+        cJSON_AddNumberToObject(o, "n_inner", c->dec_ffn);
+        cJSON_AddNumberToObject(o, "n_positions", c->max_positions);
+        cJSON_AddNumberToObject(o, "layer_norm_epsilon", c->ln_eps);
+        cJSON_AddNumberToObject(o, "resid_pdrop", c->dropout);
+        cJSON_AddNumberToObject(o, "embd_pdrop", c->dropout);
+        cJSON_AddNumberToObject(o, "attn_pdrop", c->attn_dropout);
+        cJSON_AddNumberToObject(o, "initializer_range", c->init_std);
+        cJSON_AddBoolToObject(o, "scale_attn_weights", 1);
+        add_opt_int(o, "bos_token_id", c->bos_id);
+        add_opt_int(o, "eos_token_id", c->eos_id);
+        if (c->pad_id >= 0) cJSON_AddNumberToObject(o, "pad_token_id", c->pad_id);
+    } else {
+        cJSON *a = cJSON_AddArrayToObject(o, "architectures");
+        cJSON_AddItemToArray(a, cJSON_CreateString(c->arch == ARCH_BART ? "BartForConditionalGeneration"
+                                                                       : "MBartForConditionalGeneration"));
+        cJSON_AddStringToObject(o, "model_type", c->arch == ARCH_BART ? "bart" : "mbart");
+        cJSON_AddStringToObject(o, "activation_function", c->act == GELU_TANH ? "gelu_new" : "gelu");
+        cJSON_AddNumberToObject(o, "vocab_size", c->vocab_size);
+        cJSON_AddNumberToObject(o, "d_model", c->d_model);
+        cJSON_AddNumberToObject(o, "encoder_layers", c->enc_layers);
+        cJSON_AddNumberToObject(o, "decoder_layers", c->dec_layers);
+        cJSON_AddNumberToObject(o, "num_hidden_layers", c->enc_layers);
+        cJSON_AddNumberToObject(o, "encoder_attention_heads", c->enc_heads);
+        cJSON_AddNumberToObject(o, "decoder_attention_heads", c->dec_heads);
+        cJSON_AddNumberToObject(o, "encoder_ffn_dim", c->enc_ffn);
+        cJSON_AddNumberToObject(o, "decoder_ffn_dim", c->dec_ffn);
+        cJSON_AddNumberToObject(o, "max_position_embeddings", c->max_positions);
+        cJSON_AddBoolToObject(o, "scale_embedding", c->scale_embedding);
+        cJSON_AddNumberToObject(o, "dropout", c->dropout);
+        cJSON_AddNumberToObject(o, "attention_dropout", c->attn_dropout);
+        cJSON_AddNumberToObject(o, "activation_dropout", c->act_dropout);
+        cJSON_AddNumberToObject(o, "init_std", c->init_std);
+        cJSON_AddNumberToObject(o, "encoder_layerdrop", 0);
+        cJSON_AddNumberToObject(o, "decoder_layerdrop", 0);
+        cJSON_AddBoolToObject(o, "is_encoder_decoder", 1);
+        add_opt_int(o, "pad_token_id", c->pad_id);
+        add_opt_int(o, "bos_token_id", c->bos_id);
+        add_opt_int(o, "eos_token_id", c->eos_id);
+        add_opt_int(o, "decoder_start_token_id", c->decoder_start_id);
+        add_opt_int(o, "forced_eos_token_id", c->forced_eos_id);
+    }
+    cJSON_AddStringToObject(o, "torch_dtype", "float32");
+    cJSON_AddBoolToObject(o, "use_cache", 1);
+    char *text = cJSON_Print(o);
+    cJSON_Delete(o);
+    if (!text) return tt_err("%s: out of memory writing config", path);
+    size_t n = strlen(text);
+    char *with_nl = realloc(text, n + 2);
+    if (!with_nl) {
+        free(text);
+        return tt_err("out of memory");
+    }
+    with_nl[n] = '\n';
+    with_nl[n + 1] = 0;
+    int rc = atomic_write_file(path, with_nl, n + 1);
+    free(with_nl);
+    return rc;
+}
