@@ -273,7 +273,7 @@ int rouge_score_pair(const char *hyp, const char *ref, int use_stemmer, RougeSco
         rouge_ngram_score(&target, &pred, 2, &out->rouge2))
         goto done;
     if (target.n > 0 && pred.n > 0) {
-        size_t lcs;
+        size_t lcs = 0;
         if (lcs_length(target.v, target.n, pred.v, pred.n, &lcs)) goto done;
         out->rougeL = rouge_make((double)lcs / (double)pred.n, (double)lcs / (double)target.n);
     }

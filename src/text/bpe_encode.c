@@ -378,11 +378,11 @@ int tokenizer_encode(const Tokenizer *t, const char *text, size_t len,
     const uint8_t *s = (const uint8_t *)text;
     size_t n = len;
     uint8_t *fixed = NULL;
-    size_t bad = utf8_first_invalid(s, n);
+    size_t bad = bpe_utf8_first_invalid(s, n);
     if (bad < n) {
         if (!opt->replace_invalid) return tt_err("invalid UTF-8 at byte %zu", bad);
         size_t count;
-        fixed = utf8_replace_invalid(s, n, &n, &count);
+        fixed = bpe_utf8_replace_invalid(s, n, &n, &count);
         if (!fixed) return tt_err("out of memory");
         s = fixed;
         if (n_replaced) *n_replaced = count;
@@ -445,9 +445,9 @@ char *tokenizer_decode(const Tokenizer *t, const int *ids, size_t n, int skip_sp
         k += e - b;
     }
     out[k] = 0;
-    if (utf8_first_invalid((const uint8_t *)out, k) < k) {
+    if (bpe_utf8_first_invalid((const uint8_t *)out, k) < k) {
         size_t m, count;
-        uint8_t *fixed = utf8_replace_invalid((const uint8_t *)out, k, &m, &count);
+        uint8_t *fixed = bpe_utf8_replace_invalid((const uint8_t *)out, k, &m, &count);
         free(out);
         if (!fixed) {
             tt_err("out of memory decoding %zu ids", n);

@@ -30,12 +30,12 @@ long bpe_spelling_to_bytes(const char *spelling, size_t n, uint8_t *dst);
 /* Length of the valid UTF-8 sequence at s (1-4), or 0 if s starts an invalid one; in that
  * case *bad_len (may be NULL) gets the length of the maximal invalid subpart (the bytes one
  * U+FFFD replaces, as WHATWG and Hugging Face count them). n > 0. */
-size_t utf8_sequence_len(const uint8_t *s, size_t n, size_t *bad_len);
+size_t bpe_utf8_sequence_len(const uint8_t *s, size_t n, size_t *bad_len);
 /* Offset of the first invalid sequence, or n if the text is valid. */
-size_t utf8_first_invalid(const uint8_t *s, size_t n);
+size_t bpe_utf8_first_invalid(const uint8_t *s, size_t n);
 /* malloc'd copy of s with each invalid sequence replaced by U+FFFD; *n_out its length,
  * *n_replaced the count. NULL on allocation failure. */
-uint8_t *utf8_replace_invalid(const uint8_t *s, size_t n, size_t *n_out, size_t *n_replaced);
+uint8_t *bpe_utf8_replace_invalid(const uint8_t *s, size_t n, size_t *n_out, size_t *n_replaced);
 
 /* ---- GPT-2 pre-tokenizer ---- */
 

@@ -82,7 +82,7 @@ long bpe_spelling_to_bytes(const char *spelling, size_t n, uint8_t *dst) {
 
 /* ---- UTF-8 ---- */
 
-size_t utf8_sequence_len(const uint8_t *s, size_t n, size_t *bad_len) {
+size_t bpe_utf8_sequence_len(const uint8_t *s, size_t n, size_t *bad_len) {
     uint8_t c = s[0];
     if (c < 0x80) return 1;
     size_t need;
@@ -111,7 +111,7 @@ size_t utf8_sequence_len(const uint8_t *s, size_t n, size_t *bad_len) {
     return 0;
 }
 
-size_t utf8_first_invalid(const uint8_t *s, size_t n) {
+size_t bpe_utf8_first_invalid(const uint8_t *s, size_t n) {
     size_t i = 0;
     while (i < n) {
         /* eight ASCII bytes at a time: the common case */
@@ -126,20 +126,20 @@ size_t utf8_first_invalid(const uint8_t *s, size_t n) {
             i++;
             continue;
         }
-        size_t m = utf8_sequence_len(s + i, n - i, NULL);
+        size_t m = bpe_utf8_sequence_len(s + i, n - i, NULL);
         if (!m) return i;
         i += m;
     }
     return n;
 }
 
-uint8_t *utf8_replace_invalid(const uint8_t *s, size_t n, size_t *n_out, size_t *n_replaced) {
+uint8_t *bpe_utf8_replace_invalid(const uint8_t *s, size_t n, size_t *n_out, size_t *n_replaced) {
     /* U+FFFD is 3 bytes and replaces at least one byte */
     uint8_t *out = malloc(3 * n + 1);
     if (!out) return NULL;
     size_t i = 0, k = 0, count = 0;
     while (i < n) {
-        size_t bad = 0, m = utf8_sequence_len(s + i, n - i, &bad);
+        size_t bad = 0, m = bpe_utf8_sequence_len(s + i, n - i, &bad);
         if (m) {
             memcpy(out + k, s + i, m);
             k += m;

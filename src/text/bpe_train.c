@@ -51,11 +51,11 @@ size_t bpe_trainer_replaced(const BpeTrainer *tr) { return tr->replaced; }
 int bpe_trainer_add(BpeTrainer *tr, const char *text, size_t len) {
     const uint8_t *s = (const uint8_t *)text;
     uint8_t *fixed = NULL;
-    size_t bad = utf8_first_invalid(s, len);
+    size_t bad = bpe_utf8_first_invalid(s, len);
     if (bad < len) {
         if (!tr->opt.replace_invalid) return tt_err("invalid UTF-8 at byte %zu", bad);
         size_t count;
-        if (!(fixed = utf8_replace_invalid(s, len, &len, &count))) return tt_err("out of memory");
+        if (!(fixed = bpe_utf8_replace_invalid(s, len, &len, &count))) return tt_err("out of memory");
         tr->replaced += count;
         s = fixed;
     }

@@ -2,16 +2,21 @@
 checked through torch), used by tests/io/test_safetensors.c to check that tutor's writer
 produces what Hugging Face expects and that tutor's reader sees what Python sees.
 
-  safetensors_reader.py summary FILE   -> JSON: metadata, header order, per tensor dtype,
-                                          shape, all values (as float or int), sum
+  safetensors_reader.py summary FILE.. -> JSON list, one per file: metadata, header order,
+                                          per tensor dtype, shape, all values, sum
+Exits with status 77 (the test is skipped) when numpy or torch cannot be imported.
   safetensors_reader.py f16table OUT   -> OUT: the 65536 half-precision bit patterns as f32
+  safetensors_reader.py torchsave OUT  -> OUT: a pytorch_model.bin as torch.save writes it
 """
 import json
 import struct
 import sys
 
-import numpy as np
-import torch
+try:
+    import numpy as np
+    import torch
+except ImportError:
+    sys.exit(77)
 
 NUMPY = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4",
          "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?"}
@@ -65,10 +70,12 @@ def read(path):
 
 def main():
     if sys.argv[1] == "summary":
-        json.dump(read(sys.argv[2]), sys.stdout, allow_nan=False)
+        json.dump([read(path) for path in sys.argv[2:]], sys.stdout, allow_nan=False)
     elif sys.argv[1] == "f16table":
         bits = np.arange(65536, dtype=np.uint16)
         open(sys.argv[2], "wb").write(bits.view(np.float16).astype(np.float32).tobytes())
+    elif sys.argv[1] == "torchsave":
+        torch.save({"w": torch.zeros(3)}, sys.argv[2])
     else:
         sys.exit("unknown mode " + sys.argv[1])
 
