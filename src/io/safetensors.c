@@ -326,7 +326,8 @@ int st_open(StFile *f, const char *path) {
     memset(f, 0, sizeof *f);
     f->path = strdup(path);
     if (!f->path) return tt_err("%s: out of memory", path);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO by mistake must not hang; no effect on regular files. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         tt_err("%s: %s", path, strerror(errno));
         goto fail;

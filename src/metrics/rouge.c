@@ -87,7 +87,9 @@ char *rouge_tokenize(const char *text, int use_stemmer) {
     char *joined = NULL;
     size_t len = strlen(text);
     if (rouge_tokens(text, len, use_stemmer, &t, &seq) == 0) {
-        joined = malloc(t.bytes_len + seq.n + 1);
+        size_t total = 1;
+        for (size_t i = 0; i < seq.n; i++) total += t.length[seq.v[i]] + 1;
+        joined = malloc(total);
         if (!joined) {
             tt_err("out of memory joining tokens");
         } else {

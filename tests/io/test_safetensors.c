@@ -479,7 +479,13 @@ Test(safetensors, bad_missing_file) {
     expect_open_error(path, "No such file");
 }
 
-Test(safetensors, bad_directory) { expect_open_error(tmp, "not a regular file"); }
+Test(safetensors, bad_directory_or_fifo) {
+    expect_open_error(tmp, "not a regular file");
+    char path[600];
+    tmp_path(path, sizeof path, "fifo");
+    cr_assert(mkfifo(path, 0600) == 0);
+    expect_open_error(path, "not a regular file"); /* and does not block */
+}
 
 Test(safetensors, bad_empty_file) {
     char path[600];
