@@ -13,6 +13,11 @@ sequences, source 128 and target 32 tokens, no padding, no dropout, AdamW.
   --standalone N   2 warm-up steps + N timed ones; prints the median step and target
                    tokens/s.
   --arch nn        the same sizes built from torch.nn.Transformer, for comparison.
+  --threads N      torch's intra-op (OpenMP) threads and OpenBLAS's threads (default 2).
+
+OpenMP workers wait passively (OMP_WAIT_POLICY=PASSIVE unless set): Debian's torch runs
+matrix products on OpenBLAS's own pthreads, and spinning OpenMP workers fight them for the
+two cores (measured: 3-4x slower steps under load with the default policy).
 """
 
 import argparse
@@ -22,9 +27,28 @@ import statistics
 import sys
 import time
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    mode = ap.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--serve", action="store_true")
+    mode.add_argument("--standalone", type=int, metavar="N")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--arch", choices=("own", "nn"), default="own",
+                    help="own: the model above; nn: built from torch.nn.Transformer")
+    ap.add_argument("--seed", type=int, default=0)
+    return ap.parse_args(argv)
+
+
+if __name__ == "__main__":
+    # The thread runtimes read these when torch loads them, so they are set before import.
+    ARGS = parse_args()
+    os.environ["OPENBLAS_NUM_THREADS"] = str(ARGS.threads)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 VOCAB, D_MODEL, LAYERS, HEADS, FFN = 8000, 256, 4, 4, 1024
 BATCH, SRC_LEN, TGT_LEN = 16, 128, 32
@@ -190,29 +214,24 @@ def standalone(trainer, n, arch, threads):
     for _ in range(2):
         trainer.step()
     times, losses = [], []
+    cpu0 = time.process_time()
     for _ in range(n):
         seconds, loss = trainer.step()
         times.append(seconds)
         losses.append(loss)
+    # CPU seconds per step over all threads: on a machine shared with other work, the wall
+    # time says how loaded it was, this says how much work a step is.
+    cpu_per_step = (time.process_time() - cpu0) / n
     median = statistics.median(times)
     print(f"arch {arch}  params {n_params}  threads {threads}  steps {n}  "
           f"median step {median:.3f} s  (min {min(times):.3f}, max {max(times):.3f})  "
-          f"loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+          f"cpu {cpu_per_step:.3f} s/step  loss {losses[0]:.4f} -> {losses[-1]:.4f}")
     print(f"target tokens/s {BATCH * TGT_LEN / median:.1f}  "
           f"(source+target tokens/s {BATCH * (SRC_LEN + TGT_LEN) / median:.1f})")
     return 0
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    mode = ap.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--serve", action="store_true")
-    mode.add_argument("--standalone", type=int, metavar="N")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--arch", choices=("own", "nn"), default="own",
-                    help="own: the model above; nn: built from torch.nn.Transformer")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+def main(args):
     torch.set_num_threads(args.threads)
     trainer = Trainer(args.arch, args.seed)
     if args.serve:
@@ -221,4 +240,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(ARGS))

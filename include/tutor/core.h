@@ -58,6 +58,12 @@ int tt_threads(void);
  * results do not depend on timing. */
 void tt_parallel_for(int n, void (*fn)(int i, void *ctx), void *ctx);
 
+/* Splits [0, n) into at most tt_threads() contiguous parts, runs fn(begin, end, part, ctx)
+ * for each on the worker pool (part < tt_threads(): an index for per-thread scratch), and
+ * returns when all are done. BLAS calls inside run single-threaded. Nested calls run
+ * serially on the caller. */
+void tt_parallel_range(int n, void (*fn)(int begin, int end, int part, void *ctx), void *ctx);
+
 /* Monotonic clock in seconds. */
 double tt_now_s(void);
 

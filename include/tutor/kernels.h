@@ -10,6 +10,12 @@
 
 #include "tutor/core.h"
 
+#if REAL_IS_DOUBLE
+#define REAL_EXP exp
+#else
+#define REAL_EXP expf
+#endif
+
 /* C = alpha * op(A) op(B) + beta * C, row-major; ta/tb: 1 = transpose. BLAS underneath. */
 void gemm(int ta, int tb, int M, int N, int K, real alpha, const real *A, int lda, const real *B,
           int ldb, real beta, real *C, int ldc);
@@ -64,7 +70,8 @@ typedef struct {
 void attention_forward(real *out, real *probs, const real *q, int ldq, const real *k, int ldk,
                        const real *v, int ldv, const int *key_mask, int B, int Tq, int Tk, int H,
                        int C, int causal, real scale, const AttnDropout *drop);
-/* dq, dk, dv (+=, same layouts as q, k, v) from dout (B,Tq,C). scratch: 2*Tq*Tk reals. */
+/* dq, dk, dv (+=, same layouts as q, k, v) from dout (B,Tq,C). scratch: 2*Tq*Tk reals for
+ * each of tt_threads() threads. */
 void attention_backward(real *dq, real *dk, real *dv, const real *dout, const real *probs,
                         const real *q, int ldq, const real *k, int ldk, const real *v, int ldv,
                         int B, int Tq, int Tk, int H, int C, real scale, const AttnDropout *drop,

@@ -67,7 +67,7 @@ typedef struct {
 
 /* Encodes len bytes of text into out (its old contents are replaced). opt NULL means all
  * zero. *n_replaced (may be NULL) gets the number of invalid UTF-8 sequences replaced.
- * 0, or -1 with "invalid UTF-8 at byte N" (or another reason). */
+ * 0, or -1 with "invalid UTF-8 at byte N" (N 1-based) or another reason. */
 int tokenizer_encode(const Tokenizer *tok, const char *text, size_t len,
                      const TokenizerEncodeOptions *opt, TokenIds *out, size_t *n_replaced);
 

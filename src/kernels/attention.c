@@ -1,59 +1,139 @@
 /* attention.c: scaled dot-product attention for many heads: self (with causal mask),
- * cross, padding masks on keys, dropout on the weights. Scores and weighted sums are BLAS
- * products per (sequence, head); the attention weights are kept for backward. */
+ * cross, padding masks on keys, dropout on the weights. Work is split over (sequence, head)
+ * pairs across the thread pool; scores and weighted sums are single-threaded BLAS products
+ * inside each pair. The attention weights are kept for backward. */
 #include <math.h>
 
 #include "tutor/kernels.h"
 
 static void masked_softmax_row(real *row, int Tk, const int *key_mask, int limit) {
     /* limit: keys [0, limit) may be attended (causal); key_mask further removes padding. */
-    double mx = -INFINITY;
+    real mx = -INFINITY;
     for (int j = 0; j < limit; j++)
-        if (!key_mask || key_mask[j])
-            if (row[j] > mx) mx = row[j];
+        if ((!key_mask || key_mask[j]) && row[j] > mx) mx = row[j];
     if (mx == -INFINITY) {
         for (int j = 0; j < Tk; j++) row[j] = 0;
         return;
     }
     double sum = 0;
-    for (int j = 0; j < Tk; j++) {
-        if (j < limit && (!key_mask || key_mask[j])) {
-            double e = exp(row[j] - mx);
-            row[j] = (real)e;
-            sum += e;
-        } else {
-            row[j] = 0;
+    if (!key_mask) {
+        for (int j = 0; j < limit; j++) {
+            row[j] = REAL_EXP(row[j] - mx);
+            sum += row[j];
+        }
+    } else {
+        for (int j = 0; j < limit; j++) {
+            row[j] = key_mask[j] ? REAL_EXP(row[j] - mx) : 0;
+            sum += row[j];
         }
     }
+    for (int j = limit; j < Tk; j++) row[j] = 0;
     real inv = (real)(1.0 / sum);
     for (int j = 0; j < limit; j++) row[j] *= inv;
+}
+
+typedef struct {
+    real *out, *probs, *dq, *dk, *dv, *scratch;
+    const real *q, *k, *v, *dout;
+    const int *key_mask;
+    int ldq, ldk, ldv, B, Tq, Tk, H, C, causal;
+    real scale;
+    const AttnDropout *drop;
+} AttnJob;
+
+static void attention_forward_range(int begin, int end, int part, void *arg) {
+    const AttnJob *a = arg;
+    int D = a->C / a->H, Tq = a->Tq, Tk = a->Tk;
+    for (int bh = begin; bh < end; bh++) {
+        int b = bh / a->H, h = bh % a->H;
+        const int *km = a->key_mask ? a->key_mask + (long)b * Tk : NULL;
+        real *P = a->probs + (long)bh * Tq * Tk;
+        const real *qb = a->q + (long)b * Tq * a->ldq + h * D;
+        const real *kb = a->k + (long)b * Tk * a->ldk + h * D;
+        const real *vb = a->v + (long)b * Tk * a->ldv + h * D;
+        gemm(0, 1, Tq, Tk, D, a->scale, qb, a->ldq, kb, a->ldk, 0, P, Tk);
+        for (int t = 0; t < Tq; t++) masked_softmax_row(P + (long)t * Tk, Tk, km, a->causal ? t + 1 : Tk);
+        gemm(0, 0, Tq, D, Tk, 1, P, Tk, vb, a->ldv, 0, a->out + (long)b * Tq * a->C + h * D, a->C);
+    }
+}
+
+static void attention_scores_range(int begin, int end, int part, void *arg) {
+    const AttnJob *a = arg;
+    int D = a->C / a->H, Tq = a->Tq, Tk = a->Tk;
+    for (int bh = begin; bh < end; bh++) {
+        int b = bh / a->H, h = bh % a->H;
+        const int *km = a->key_mask ? a->key_mask + (long)b * Tk : NULL;
+        real *P = a->probs + (long)bh * Tq * Tk;
+        gemm(0, 1, Tq, Tk, D, a->scale, a->q + (long)b * Tq * a->ldq + h * D, a->ldq,
+             a->k + (long)b * Tk * a->ldk + h * D, a->ldk, 0, P, Tk);
+        for (int t = 0; t < Tq; t++) masked_softmax_row(P + (long)t * Tk, Tk, km, a->causal ? t + 1 : Tk);
+    }
+}
+
+static void attention_values_range(int begin, int end, int part, void *arg) {
+    const AttnJob *a = arg;
+    int D = a->C / a->H, Tq = a->Tq, Tk = a->Tk;
+    for (int bh = begin; bh < end; bh++) {
+        int b = bh / a->H, h = bh % a->H;
+        const real *Pv = a->drop->probs_drop + (long)bh * Tq * Tk;
+        gemm(0, 0, Tq, D, Tk, 1, Pv, Tk, a->v + (long)b * Tk * a->ldv + h * D, a->ldv, 0,
+             a->out + (long)b * Tq * a->C + h * D, a->C);
+    }
 }
 
 void attention_forward(real *out, real *probs, const real *q, int ldq, const real *k, int ldk,
                        const real *v, int ldv, const int *key_mask, int B, int Tq, int Tk, int H,
                        int C, int causal, real scale, const AttnDropout *drop) {
     // q (B,Tq,ldq), k (B,Tk,ldk), v (B,Tk,ldv), probs (B,H,Tq,Tk), out (B,Tq,C)
-    int D = C / H;
-    int dropping = drop && drop->p > 0;
-    for (int b = 0; b < B; b++) {
-        const int *km = key_mask ? key_mask + (long)b * Tk : NULL;
-        for (int h = 0; h < H; h++) {
-            long off = ((long)b * H + h) * Tq * Tk;
-            real *P = probs + off;
-            const real *qb = q + (long)b * Tq * ldq + h * D;
-            const real *kb = k + (long)b * Tk * ldk + h * D;
-            const real *vb = v + (long)b * Tk * ldv + h * D;
-            gemm(0, 1, Tq, Tk, D, scale, qb, ldq, kb, ldk, 0, P, Tk);
-            for (int t = 0; t < Tq; t++)
-                masked_softmax_row(P + (long)t * Tk, Tk, km, causal ? t + 1 : Tk);
-            const real *Pv = P;
-            if (dropping) {
-                dropout_forward(drop->probs_drop + off, drop->mask + off, P, (long)Tq * Tk, drop->p,
-                                drop->rng);
-                Pv = drop->probs_drop + off;
-            }
-            gemm(0, 0, Tq, D, Tk, 1, Pv, Tk, vb, ldv, 0, out + (long)b * Tq * C + h * D, C);
+    AttnJob a = {.out = out, .probs = probs, .q = q, .k = k, .v = v, .key_mask = key_mask, .ldq = ldq,
+                 .ldk = ldk, .ldv = ldv, .B = B, .Tq = Tq, .Tk = Tk, .H = H, .C = C, .causal = causal,
+                 .scale = scale, .drop = drop};
+    if (drop && drop->p > 0) {
+        /* scores and softmax in parallel, the dropout mask serially (one RNG stream), then
+         * the weighted sums in parallel */
+        tt_parallel_range(B * H, attention_scores_range, &a);
+        dropout_forward(drop->probs_drop, drop->mask, probs, (long)B * H * Tq * Tk, drop->p, drop->rng);
+        tt_parallel_range(B * H, attention_values_range, &a);
+    } else {
+        tt_parallel_range(B * H, attention_forward_range, &a);
+    }
+}
+
+static void attention_backward_range(int begin, int end, int part, void *arg) {
+    const AttnJob *a = arg;
+    int D = a->C / a->H, Tq = a->Tq, Tk = a->Tk, C = a->C;
+    int dropping = a->drop && a->drop->p > 0;
+    long TT = (long)Tq * Tk;
+    real *dS = a->scratch + (long)part * 2 * TT;
+    for (int bh = begin; bh < end; bh++) {
+        int b = bh / a->H, h = bh % a->H;
+        long off = (long)bh * TT;
+        const real *P = a->probs + off;
+        const real *Pv = dropping ? a->drop->probs_drop + off : P;
+        const real *qb = a->q + (long)b * Tq * a->ldq + h * D;
+        const real *kb = a->k + (long)b * Tk * a->ldk + h * D;
+        const real *vb = a->v + (long)b * Tk * a->ldv + h * D;
+        const real *dob = a->dout + (long)b * Tq * C + h * D;
+        // dPv = dO V^T; through dropout to dP
+        if (dropping) {
+            real *dPv = dS + TT;
+            gemm(0, 1, Tq, Tk, D, 1, dob, C, vb, a->ldv, 0, dPv, Tk);
+            for (long i = 0; i < TT; i++) dS[i] = 0;
+            dropout_backward(dS, a->drop->mask + off, dPv, TT, a->drop->p);
+        } else {
+            gemm(0, 1, Tq, Tk, D, 1, dob, C, vb, a->ldv, 0, dS, Tk);
         }
+        for (int t = 0; t < Tq; t++) {
+            real *ds = dS + (long)t * Tk;
+            const real *p = P + (long)t * Tk;
+            double dot = 0;
+            for (int j = 0; j < Tk; j++) dot += (double)ds[j] * p[j];
+            real rdot = (real)dot;
+            for (int j = 0; j < Tk; j++) ds[j] = p[j] * (ds[j] - rdot) * a->scale;
+        }
+        gemm(0, 0, Tq, D, Tk, 1, dS, Tk, kb, a->ldk, 1, a->dq + (long)b * Tq * a->ldq + h * D, a->ldq);
+        gemm(1, 0, Tk, D, Tq, 1, dS, Tk, qb, a->ldq, 1, a->dk + (long)b * Tk * a->ldk + h * D, a->ldk);
+        gemm(1, 0, Tk, D, Tq, 1, Pv, Tk, dob, C, 1, a->dv + (long)b * Tk * a->ldv + h * D, a->ldv);
     }
 }
 
@@ -61,38 +141,8 @@ void attention_backward(real *dq, real *dk, real *dv, const real *dout, const re
                         const real *q, int ldq, const real *k, int ldk, const real *v, int ldv,
                         int B, int Tq, int Tk, int H, int C, real scale, const AttnDropout *drop,
                         real *scratch) {
-    int D = C / H;
-    int dropping = drop && drop->p > 0;
-    long TT = (long)Tq * Tk;
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < H; h++) {
-            long off = ((long)b * H + h) * TT;
-            const real *P = probs + off;
-            const real *Pv = dropping ? drop->probs_drop + off : P;
-            const real *qb = q + (long)b * Tq * ldq + h * D;
-            const real *kb = k + (long)b * Tk * ldk + h * D;
-            const real *vb = v + (long)b * Tk * ldv + h * D;
-            const real *dob = dout + (long)b * Tq * C + h * D;
-            real *dS = scratch;
-            // dPv = dO V^T; through dropout to dP
-            if (dropping) {
-                real *dPv = scratch + TT;
-                gemm(0, 1, Tq, Tk, D, 1, dob, C, vb, ldv, 0, dPv, Tk);
-                for (long i = 0; i < TT; i++) dS[i] = 0;
-                dropout_backward(dS, drop->mask + off, dPv, TT, drop->p);
-            } else {
-                gemm(0, 1, Tq, Tk, D, 1, dob, C, vb, ldv, 0, dS, Tk);
-            }
-            for (int t = 0; t < Tq; t++) {
-                real *ds = dS + (long)t * Tk;
-                const real *p = P + (long)t * Tk;
-                double dot = 0;
-                for (int j = 0; j < Tk; j++) dot += (double)ds[j] * p[j];
-                for (int j = 0; j < Tk; j++) ds[j] = p[j] * (real)(ds[j] - dot) * scale;
-            }
-            gemm(0, 0, Tq, D, Tk, 1, dS, Tk, kb, ldk, 1, dq + (long)b * Tq * ldq + h * D, ldq);
-            gemm(1, 0, Tk, D, Tq, 1, dS, Tk, qb, ldq, 1, dk + (long)b * Tk * ldk + h * D, ldk);
-            gemm(1, 0, Tk, D, Tq, 1, Pv, Tk, dob, C, 1, dv + (long)b * Tk * ldv + h * D, ldv);
-        }
-    }
+    AttnJob a = {.probs = (real *)probs, .dq = dq, .dk = dk, .dv = dv, .scratch = scratch, .q = q, .k = k,
+                 .v = v, .dout = dout, .ldq = ldq, .ldk = ldk, .ldv = ldv, .B = B, .Tq = Tq, .Tk = Tk, .H = H,
+                 .C = C, .scale = scale, .drop = drop};
+    tt_parallel_range(B * H, attention_backward_range, &a);
 }

@@ -1,5 +1,5 @@
 /* gelu.c: GELU in both forms Hugging Face uses: exact erf ("gelu", BART/mBART) and the tanh
- * approximation ("gelu_new", GPT-2). */
+ * approximation ("gelu_new", GPT-2), elementwise over the thread pool. */
 #include <math.h>
 
 #include "tutor/kernels.h"
@@ -8,44 +8,70 @@
 #define INV_SQRT_2 0.7071067811865476
 #define INV_SQRT_2PI 0.3989422804014327
 
-void gelu_forward(real *out, const real *inp, long n, GeluKind kind) {
+#if REAL_IS_DOUBLE
+#define R_ERF erf
+#define R_TANH tanh
+#define R_EXP exp
+#else
+#define R_ERF erff
+#define R_TANH tanhf
+#define R_EXP expf
+#endif
+
+static inline real gelu_value(real x, GeluKind kind) {
+    if (kind == GELU_ERF) return (real)0.5 * x * ((real)1 + R_ERF(x * (real)INV_SQRT_2));
+    return (real)0.5 * x * ((real)1 + R_TANH((real)SQRT_2_OVER_PI * (x + (real)0.044715 * x * x * x)));
+}
+
+static inline real gelu_grad(real x, GeluKind kind) {
     if (kind == GELU_ERF) {
-        for (long i = 0; i < n; i++) {
-            real x = inp[i];
-#if REAL_IS_DOUBLE
-            out[i] = 0.5 * x * (1.0 + erf(x * INV_SQRT_2));
-#else
-            out[i] = 0.5f * x * (1.0f + erff(x * (float)INV_SQRT_2));
-#endif
-        }
-    } else {
-        for (long i = 0; i < n; i++) {
-            real x = inp[i];
-#if REAL_IS_DOUBLE
-            out[i] = 0.5 * x * (1.0 + tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)));
-#else
-            out[i] = 0.5f * x * (1.0f + tanhf((float)SQRT_2_OVER_PI * (x + 0.044715f * x * x * x)));
-#endif
-        }
+        real cdf = (real)0.5 * ((real)1 + R_ERF(x * (real)INV_SQRT_2));
+        real pdf = (real)INV_SQRT_2PI * R_EXP((real)-0.5 * x * x);
+        return cdf + x * pdf;
     }
+    real u = (real)SQRT_2_OVER_PI * (x + (real)0.044715 * x * x * x);
+    real t = R_TANH(u);
+    real du = (real)SQRT_2_OVER_PI * ((real)1 + (real)3 * (real)0.044715 * x * x);
+    return (real)0.5 * ((real)1 + t) + (real)0.5 * x * ((real)1 - t * t) * du;
+}
+
+enum { GELU_BLOCK = 4096 };
+
+typedef struct {
+    real *out;
+    const real *inp, *dout;
+    long n;
+    GeluKind kind;
+} GeluJob;
+
+static void block_range(const GeluJob *j, int begin, int end, long *lo, long *hi) {
+    *lo = (long)begin * GELU_BLOCK;
+    *hi = (long)end * GELU_BLOCK;
+    if (*hi > j->n) *hi = j->n;
+}
+
+static void gelu_forward_range(int begin, int end, int part, void *arg) {
+    const GeluJob *j = arg;
+    long lo, hi;
+    block_range(j, begin, end, &lo, &hi);
+    for (long i = lo; i < hi; i++) j->out[i] = gelu_value(j->inp[i], j->kind);
+}
+
+static void gelu_backward_range(int begin, int end, int part, void *arg) {
+    const GeluJob *j = arg;
+    long lo, hi;
+    block_range(j, begin, end, &lo, &hi);
+    for (long i = lo; i < hi; i++) j->out[i] += gelu_grad(j->inp[i], j->kind) * j->dout[i];
+}
+
+static int n_blocks(long n) { return (int)((n + GELU_BLOCK - 1) / GELU_BLOCK); }
+
+void gelu_forward(real *out, const real *inp, long n, GeluKind kind) {
+    GeluJob j = {out, inp, NULL, n, kind};
+    tt_parallel_range(n_blocks(n), gelu_forward_range, &j);
 }
 
 void gelu_backward(real *dinp, const real *inp, const real *dout, long n, GeluKind kind) {
-    if (kind == GELU_ERF) {
-        for (long i = 0; i < n; i++) {
-            double x = inp[i];
-            double cdf = 0.5 * (1.0 + erf(x * INV_SQRT_2));
-            double pdf = INV_SQRT_2PI * exp(-0.5 * x * x);
-            dinp[i] += (real)((cdf + x * pdf) * dout[i]);
-        }
-    } else {
-        for (long i = 0; i < n; i++) {
-            double x = inp[i];
-            double u = SQRT_2_OVER_PI * (x + 0.044715 * x * x * x);
-            double t = tanh(u);
-            double du = SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044715 * x * x);
-            double g = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du;
-            dinp[i] += (real)(g * dout[i]);
-        }
-    }
+    GeluJob j = {dinp, inp, dout, n, kind};
+    tt_parallel_range(n_blocks(n), gelu_backward_range, &j);
 }

@@ -1,17 +1,62 @@
 /* gemm.c: the one door to BLAS. Every matrix product of tutor goes through gemm(), which
- * picks sgemm or dgemm by the build's real type. */
+ * picks sgemm or dgemm by the build's real type. OpenBLAS itself runs single-threaded:
+ * a large product is cut into row (or column) blocks run on tutor's own worker pool, so
+ * there is one set of threads, no OpenBLAS spin-waiting beside ours, and a product inside
+ * a parallel region (per attention head) simply runs on its caller's thread. */
 #include <cblas.h>
 
 #include "tutor/kernels.h"
 
+static void blas(int ta, int tb, int M, int N, int K, real alpha, const real *A, int lda, const real *B, int ldb,
+                 real beta, real *C, int ldc) {
+#if REAL_IS_DOUBLE
+    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A,
+                lda, B, ldb, beta, C, ldc);
+#else
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A,
+                lda, B, ldb, beta, C, ldc);
+#endif
+}
+
+typedef struct {
+    int ta, tb, M, N, K, lda, ldb, ldc, split_rows, parts;
+    real alpha, beta;
+    const real *A, *B;
+    real *C;
+} GemmJob;
+
+static void gemm_blocks(int begin, int end, int part, void *arg) {
+    const GemmJob *g = arg;
+    for (int p = begin; p < end; p++) {
+        if (g->split_rows) {
+            int i0 = (int)((long)g->M * p / g->parts), i1 = (int)((long)g->M * (p + 1) / g->parts);
+            const real *A = g->ta ? g->A + i0 : g->A + (long)i0 * g->lda;
+            blas(g->ta, g->tb, i1 - i0, g->N, g->K, g->alpha, A, g->lda, g->B, g->ldb, g->beta,
+                 g->C + (long)i0 * g->ldc, g->ldc);
+        } else {
+            int j0 = (int)((long)g->N * p / g->parts), j1 = (int)((long)g->N * (p + 1) / g->parts);
+            const real *B = g->tb ? g->B + (long)j0 * g->ldb : g->B + j0;
+            blas(g->ta, g->tb, g->M, j1 - j0, g->K, g->alpha, g->A, g->lda, B, g->ldb, g->beta, g->C + j0, g->ldc);
+        }
+    }
+}
+
+/* Products smaller than this many multiply-adds are not worth waking a thread for. */
+#define GEMM_SPLIT_MIN 262144.0
+
 void gemm(int ta, int tb, int M, int N, int K, real alpha, const real *A, int lda, const real *B,
           int ldb, real beta, real *C, int ldc) {
     if (M == 0 || N == 0) return;
-#if REAL_IS_DOUBLE
-    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N,
-                K, alpha, A, lda, B, ldb, beta, C, ldc);
-#else
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N,
-                K, alpha, A, lda, B, ldb, beta, C, ldc);
-#endif
+    int threads = tt_threads();
+    if (threads <= 1 || (double)M * N * K < GEMM_SPLIT_MIN) {
+        blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    /* Blocks along the longer side, each at least 16 wide. */
+    int split_rows = M >= N;
+    int side = split_rows ? M : N;
+    int parts = threads;
+    while (parts > 1 && side / parts < 16) parts--;
+    GemmJob g = {ta, tb, M, N, K, lda, ldb, ldc, split_rows, parts, alpha, beta, A, B, C};
+    tt_parallel_range(parts, gemm_blocks, &g);
 }

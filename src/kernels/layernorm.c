@@ -1,14 +1,22 @@
 /* layernorm.c: LayerNorm over the last dimension, statistics in double so that the float
- * build matches PyTorch closely and the double build is exact enough for finite differences. */
+ * build matches PyTorch closely and the double build is exact enough for finite
+ * differences. Rows (and, for the weight gradient, columns) are spread over the pool. */
 #include <math.h>
 
 #include "tutor/kernels.h"
 
-void layernorm_forward(real *out, real *mean, real *rstd, const real *inp, const real *w,
-                       const real *b, int N, int C, double eps) {
-    // inp, out are (N,C); w, b are (C); mean, rstd are (N)
-    for (int n = 0; n < N; n++) {
-        const real *x = inp + (long)n * C;
+typedef struct {
+    real *out, *mean, *rstd, *dinp, *dw, *db;
+    const real *inp, *w, *b, *dout, *cmean, *crstd;
+    int N, C;
+    double eps;
+} LnJob;
+
+static void ln_forward_rows(int begin, int end, int part, void *arg) {
+    const LnJob *j = arg;
+    int C = j->C;
+    for (int n = begin; n < end; n++) {
+        const real *x = j->inp + (long)n * C;
         double m = 0, v = 0;
         for (int i = 0; i < C; i++) m += x[i];
         m /= C;
@@ -17,35 +25,67 @@ void layernorm_forward(real *out, real *mean, real *rstd, const real *inp, const
             v += d * d;
         }
         v /= C;
-        double s = 1.0 / sqrt(v + eps);
-        real *o = out + (long)n * C;
-        for (int i = 0; i < C; i++) o[i] = (real)((x[i] - m) * s) * w[i] + b[i];
-        if (mean) mean[n] = (real)m;
-        if (rstd) rstd[n] = (real)s;
+        double s = 1.0 / sqrt(v + j->eps);
+        real *o = j->out + (long)n * C;
+        real rm = (real)m, rs = (real)s;
+#if REAL_IS_DOUBLE
+        for (int i = 0; i < C; i++) o[i] = ((x[i] - m) * s) * j->w[i] + j->b[i];
+#else
+        for (int i = 0; i < C; i++) o[i] = ((x[i] - rm) * rs) * j->w[i] + j->b[i];
+#endif
+        if (j->mean) j->mean[n] = rm;
+        if (j->rstd) j->rstd[n] = rs;
+    }
+}
+
+void layernorm_forward(real *out, real *mean, real *rstd, const real *inp, const real *w,
+                       const real *b, int N, int C, double eps) {
+    // inp, out are (N,C); w, b are (C); mean, rstd are (N)
+    LnJob j = {.out = out, .mean = mean, .rstd = rstd, .inp = inp, .w = w, .b = b, .N = N, .C = C, .eps = eps};
+    tt_parallel_range(N, ln_forward_rows, &j);
+}
+
+static void ln_backward_rows(int begin, int end, int part, void *arg) {
+    const LnJob *j = arg;
+    int C = j->C;
+    for (int n = begin; n < end; n++) {
+        const real *x = j->inp + (long)n * C, *d = j->dout + (long)n * C;
+        double m = j->cmean[n], s = j->crstd[n];
+        double dnorm_mean = 0, dnorm_norm_mean = 0;
+        for (int i = 0; i < C; i++) {
+            double xhat = (x[i] - m) * s;
+            double dn = (double)j->w[i] * d[i];
+            dnorm_mean += dn;
+            dnorm_norm_mean += dn * xhat;
+        }
+        dnorm_mean /= C;
+        dnorm_norm_mean /= C;
+        real *dx = j->dinp + (long)n * C;
+        for (int i = 0; i < C; i++) {
+            double xhat = (x[i] - m) * s;
+            double dn = (double)j->w[i] * d[i];
+            dx[i] += (real)((dn - dnorm_mean - xhat * dnorm_norm_mean) * s);
+        }
+    }
+}
+
+static void ln_backward_cols(int begin, int end, int part, void *arg) {
+    const LnJob *j = arg;
+    int C = j->C;
+    for (int n = 0; n < j->N; n++) {
+        const real *x = j->inp + (long)n * C, *d = j->dout + (long)n * C;
+        real m = j->cmean[n], s = j->crstd[n];
+        for (int i = begin; i < end; i++) {
+            j->db[i] += d[i];
+            j->dw[i] += (x[i] - m) * s * d[i];
+        }
     }
 }
 
 void layernorm_backward(real *dinp, real *dw, real *db, const real *dout, const real *inp,
                         const real *w, const real *mean, const real *rstd, int N, int C) {
-    for (int n = 0; n < N; n++) {
-        const real *x = inp + (long)n * C, *d = dout + (long)n * C;
-        double m = mean[n], s = rstd[n];
-        double dnorm_mean = 0, dnorm_norm_mean = 0;
-        for (int i = 0; i < C; i++) {
-            double xhat = (x[i] - m) * s;
-            double dn = (double)w[i] * d[i];
-            dnorm_mean += dn;
-            dnorm_norm_mean += dn * xhat;
-            db[i] += d[i];
-            dw[i] += (real)(xhat * d[i]);
-        }
-        dnorm_mean /= C;
-        dnorm_norm_mean /= C;
-        real *dx = dinp + (long)n * C;
-        for (int i = 0; i < C; i++) {
-            double xhat = (x[i] - m) * s;
-            double dn = (double)w[i] * d[i];
-            dx[i] += (real)((dn - dnorm_mean - xhat * dnorm_norm_mean) * s);
-        }
-    }
+    LnJob j = {.dinp = dinp, .dw = dw, .db = db, .inp = inp, .w = w, .dout = dout, .cmean = mean,
+               .crstd = rstd, .N = N, .C = C};
+    tt_parallel_range(N, ln_backward_rows, &j);
+    tt_parallel_range(C, ln_backward_cols, &j);
 }

@@ -116,7 +116,10 @@ static size_t carve_all(Model *m, ModelActs *a, int B, int S, int T, int train, 
     long Nt = (long)B * T, Ns = (long)B * S, Nmax = Nt > Ns ? Nt : Ns;
     if (model_is_encdec(c)) carve_stack(&cv, &a->enc, c, 1, B, S, 0, train);
     carve_stack(&cv, &a->dec, c, 0, B, T, model_is_encdec(c) ? S : 0, train);
-    a->chunk_rows = 64;
+    /* Rows of logits per chunk: large enough that the (V x C) weight gradient is a
+     * well-shaped product, small enough that no (tokens x V) matrix is kept. */
+    a->chunk_rows = 256;
+    a->scratch_threads = tt_threads();
     a->vocab_chunk = TAKE_REAL(&cv, (long)a->chunk_rows * c->vocab_size);
     if (train) {
         int Fmax = c->dec_ffn > c->enc_ffn ? c->dec_ffn : c->enc_ffn;
@@ -134,7 +137,7 @@ static size_t carve_all(Model *m, ModelActs *a, int B, int S, int T, int train, 
         a->d_h3 = TAKE_REAL(&cv, Nmax * Fmax);
         a->d_enc_out = TAKE_REAL(&cv, Ns * C);
         a->d_emb = TAKE_REAL(&cv, Nmax * C);
-        a->att_scratch = TAKE_REAL(&cv, 2L * Tmax * Tmax);
+        a->att_scratch = TAKE_REAL(&cv, 2L * Tmax * Tmax * a->scratch_threads);
     }
     return cv.used;
 }
@@ -209,13 +212,8 @@ static void sublayer_forward(const BlockCtx *x, BlockActs *k, const LayerParams 
     AttnDropout drop = {x->train ? c->attn_dropout : 0, k->probs_drop, k->probs_mask, &x->m->dropout_rng};
     if (kind == BLOCK_SELF) {
         const AttnParams *a = &lp->self;
-        if (gpt2) {
-            linear_forward(k->q, 3 * C, inp, a->q_w, a->q_b, N, C, 3 * C, W_IN_OUT);
-        } else {
-            linear_forward(k->q, 3 * C, inp, a->q_w, a->q_b, N, C, C, W_OUT_IN);
-            linear_forward(k->q + C, 3 * C, inp, a->k_w, a->k_b, N, C, C, W_OUT_IN);
-            linear_forward(k->q + 2 * C, 3 * C, inp, a->v_w, a->v_b, N, C, C, W_OUT_IN);
-        }
+        /* GPT-2's c_attn, or BART's adjacent q|k|v weights (params.c): one product */
+        linear_forward(k->q, 3 * C, inp, a->q_w, a->q_b, N, C, 3 * C, gpt2 ? W_IN_OUT : W_OUT_IN);
         attention_forward(k->att, k->probs, k->q, 3 * C, k->q + C, 3 * C, k->q + 2 * C, 3 * C,
                           x->key_mask, x->B, x->Tq, x->Tq, x->H, C, x->causal, scale, &drop);
         linear_forward(k->f_pre, C, k->att, a->o_w, a->o_b, N, C, C, gpt2 ? W_IN_OUT : W_OUT_IN);
@@ -223,8 +221,7 @@ static void sublayer_forward(const BlockCtx *x, BlockActs *k, const LayerParams 
         const AttnParams *a = &lp->cross;
         int Ns = x->B * x->Tk;
         linear_forward(k->q, C, inp, a->q_w, a->q_b, N, C, C, W_OUT_IN);
-        linear_forward(k->kv, 2 * C, x->enc_out, a->k_w, a->k_b, Ns, C, C, W_OUT_IN);
-        linear_forward(k->kv + C, 2 * C, x->enc_out, a->v_w, a->v_b, Ns, C, C, W_OUT_IN);
+        linear_forward(k->kv, 2 * C, x->enc_out, a->k_w, a->k_b, Ns, C, 2 * C, W_OUT_IN);
         attention_forward(k->att, k->probs, k->q, C, k->kv, 2 * C, k->kv + C, 2 * C, x->key_mask, x->B,
                           x->Tq, x->Tk, x->H, C, 0, scale, &drop);
         linear_forward(k->f_pre, C, k->att, a->o_w, a->o_b, N, C, C, W_OUT_IN);
@@ -328,7 +325,8 @@ int model_forward(Model *m, const Batch *b, int train) {
     if (encdec && check_ids(m, b->src, (long)b->B * b->S, "source")) return -1;
     ModelActs *a = m->acts;
     int S = encdec ? b->S : 0;
-    if (!a || a->B != b->B || a->S != S || a->T != b->T || a->train != train)
+    if (!a || a->B != b->B || a->S != S || a->T != b->T || a->train != train ||
+        a->scratch_threads != tt_threads())
         if (model_reserve(m, b->B, S, b->T, train)) return -1;
     a = m->acts;
     if (encdec) {
@@ -401,13 +399,7 @@ static void sublayer_backward(const BlockCtx *x, BlockActs *k, const LayerParams
         zero(a->d_q, (long)N * 3 * C);
         attention_backward(a->d_q, a->d_q + C, a->d_q + 2 * C, a->d_att, k->probs, k->q, 3 * C, k->q + C, 3 * C,
                            k->q + 2 * C, 3 * C, x->B, x->Tq, x->Tq, x->H, C, scale, &drop, a->att_scratch);
-        if (gpt2) {
-            linear_backward(dx, g->q_w, g->q_b, a->d_q, 3 * C, inp, w->q_w, N, C, 3 * C, W_IN_OUT);
-        } else {
-            linear_backward(dx, g->q_w, g->q_b, a->d_q, 3 * C, inp, w->q_w, N, C, C, W_OUT_IN);
-            linear_backward(dx, g->k_w, g->k_b, a->d_q + C, 3 * C, inp, w->k_w, N, C, C, W_OUT_IN);
-            linear_backward(dx, g->v_w, g->v_b, a->d_q + 2 * C, 3 * C, inp, w->v_w, N, C, C, W_OUT_IN);
-        }
+        linear_backward(dx, g->q_w, g->q_b, a->d_q, 3 * C, inp, w->q_w, N, C, 3 * C, lay);
     } else if (kind == BLOCK_CROSS) {
         const AttnParams *w = &lp->cross;
         AttnParams *g = &gp->cross;
@@ -419,8 +411,7 @@ static void sublayer_backward(const BlockCtx *x, BlockActs *k, const LayerParams
         attention_backward(a->d_q, a->d_kv, a->d_kv + C, a->d_att, k->probs, k->q, C, k->kv, 2 * C, k->kv + C,
                            2 * C, x->B, x->Tq, x->Tk, x->H, C, scale, &drop, a->att_scratch);
         linear_backward(dx, g->q_w, g->q_b, a->d_q, C, inp, w->q_w, N, C, C, W_OUT_IN);
-        linear_backward(a->d_enc_out, g->k_w, g->k_b, a->d_kv, 2 * C, x->enc_out, w->k_w, Ns, C, C, W_OUT_IN);
-        linear_backward(a->d_enc_out, g->v_w, g->v_b, a->d_kv + C, 2 * C, x->enc_out, w->v_w, Ns, C, C, W_OUT_IN);
+        linear_backward(a->d_enc_out, g->k_w, g->k_b, a->d_kv, 2 * C, x->enc_out, w->k_w, Ns, C, 2 * C, W_OUT_IN);
     } else {
         WeightLayout lay = gpt2 ? W_IN_OUT : W_OUT_IN;
         long NF = (long)N * x->F;

@@ -43,6 +43,7 @@ struct ModelActs {
     real *d_enc_out, *d_emb, *att_scratch;
     real *vocab_chunk;
     int chunk_rows;
+    int scratch_threads; /* att_scratch holds 2*T*T reals for this many threads */
 };
 
 void model_bind(Model *m, real *base, ModelParams *p);

@@ -43,13 +43,15 @@ static real *tensor(Walk *w, int decay, int ndim, int s0, int s1, const char *fm
     return w->base + m->tensors[w->index++].offset;
 }
 
+/* q, k and v weights sit side by side ([3C, C] in HF's [out, in] layout), and so do their
+ * biases, so that one product computes all three (or k and v for cross-attention). */
 static void attn_tensors(Walk *w, AttnParams *a, const char *prefix, int C) {
-    a->k_w = tensor(w, 1, 2, C, C, "%s.k_proj.weight", prefix);
-    a->k_b = tensor(w, 0, 1, C, 0, "%s.k_proj.bias", prefix);
-    a->v_w = tensor(w, 1, 2, C, C, "%s.v_proj.weight", prefix);
-    a->v_b = tensor(w, 0, 1, C, 0, "%s.v_proj.bias", prefix);
     a->q_w = tensor(w, 1, 2, C, C, "%s.q_proj.weight", prefix);
+    a->k_w = tensor(w, 1, 2, C, C, "%s.k_proj.weight", prefix);
+    a->v_w = tensor(w, 1, 2, C, C, "%s.v_proj.weight", prefix);
     a->q_b = tensor(w, 0, 1, C, 0, "%s.q_proj.bias", prefix);
+    a->k_b = tensor(w, 0, 1, C, 0, "%s.k_proj.bias", prefix);
+    a->v_b = tensor(w, 0, 1, C, 0, "%s.v_proj.bias", prefix);
     a->o_w = tensor(w, 1, 2, C, C, "%s.out_proj.weight", prefix);
     a->o_b = tensor(w, 0, 1, C, 0, "%s.out_proj.bias", prefix);
 }

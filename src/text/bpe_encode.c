@@ -380,7 +380,8 @@ int tokenizer_encode(const Tokenizer *t, const char *text, size_t len,
     uint8_t *fixed = NULL;
     size_t bad = bpe_utf8_first_invalid(s, n);
     if (bad < n) {
-        if (!opt->replace_invalid) return tt_err("invalid UTF-8 at byte %zu", bad);
+        /* byte offsets in messages are 1-based, as data.h counts them */
+        if (!opt->replace_invalid) return tt_err("invalid UTF-8 at byte %zu", bad + 1);
         size_t count;
         fixed = bpe_utf8_replace_invalid(s, n, &n, &count);
         if (!fixed) return tt_err("out of memory");

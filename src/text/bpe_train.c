@@ -53,7 +53,8 @@ int bpe_trainer_add(BpeTrainer *tr, const char *text, size_t len) {
     uint8_t *fixed = NULL;
     size_t bad = bpe_utf8_first_invalid(s, len);
     if (bad < len) {
-        if (!tr->opt.replace_invalid) return tt_err("invalid UTF-8 at byte %zu", bad);
+        /* byte offsets in messages are 1-based, as data.h counts them */
+        if (!tr->opt.replace_invalid) return tt_err("invalid UTF-8 at byte %zu", bad + 1);
         size_t count;
         if (!(fixed = bpe_utf8_replace_invalid(s, len, &len, &count))) return tt_err("out of memory");
         tr->replaced += count;

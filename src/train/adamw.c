@@ -38,21 +38,42 @@ void adamw_free(AdamW *o) {
     o->decay = NULL;
 }
 
+typedef struct {
+    AdamW *o;
+    real *p;
+    const real *g;
+    double step_size, inv_sqrt_bc2;
+    real decay_mul;
+} AdamJob;
+
+enum { ADAM_BLOCK = 16384 };
+
+static void adamw_range(int begin, int end, int part, void *arg) {
+    const AdamJob *j = arg;
+    AdamW *o = j->o;
+    size_t lo = (size_t)begin * ADAM_BLOCK, hi = (size_t)end * ADAM_BLOCK;
+    if (hi > o->n) hi = o->n;
+    const real b1 = (real)o->cfg.beta1, b2 = (real)o->cfg.beta2, eps = (real)o->cfg.eps;
+    const real one_b1 = (real)(1.0 - o->cfg.beta1), one_b2 = (real)(1.0 - o->cfg.beta2);
+    const real step_size = (real)j->step_size, inv_sqrt_bc2 = (real)j->inv_sqrt_bc2;
+    real *m = o->m, *v = o->v, *p = j->p;
+    const real *g = j->g;
+    const uint8_t *decay = o->decay;
+    for (size_t i = lo; i < hi; i++) {
+        real gi = g[i];
+        m[i] = b1 * m[i] + one_b1 * gi;
+        v[i] = b2 * v[i] + one_b2 * gi * gi;
+        if (decay[i]) p[i] *= j->decay_mul;
+        real denom = (real)sqrt(v[i]) * inv_sqrt_bc2 + eps;
+        p[i] -= step_size * m[i] / denom;
+    }
+}
+
 void adamw_step(AdamW *o, real *p, const real *g, double lr) {
     o->step++;
-    const double b1 = o->cfg.beta1, b2 = o->cfg.beta2, eps = o->cfg.eps;
-    const double bc1 = 1.0 - pow(b1, (double)o->step), bc2 = 1.0 - pow(b2, (double)o->step);
-    const double step_size = lr / bc1, sqrt_bc2 = sqrt(bc2);
-    const real decay_mul = (real)(1.0 - lr * o->cfg.weight_decay);
-    real *m = o->m, *v = o->v;
-    for (size_t i = 0; i < o->n; i++) {
-        real gi = g[i];
-        m[i] = (real)b1 * m[i] + (real)(1.0 - b1) * gi;
-        v[i] = (real)b2 * v[i] + (real)(1.0 - b2) * gi * gi;
-        if (o->decay[i]) p[i] *= decay_mul;
-        real denom = (real)(sqrt((double)v[i]) / sqrt_bc2 + eps);
-        p[i] -= (real)step_size * m[i] / denom;
-    }
+    const double bc1 = 1.0 - pow(o->cfg.beta1, (double)o->step), bc2 = 1.0 - pow(o->cfg.beta2, (double)o->step);
+    AdamJob j = {o, p, g, lr / bc1, 1.0 / sqrt(bc2), (real)(1.0 - lr * o->cfg.weight_decay)};
+    tt_parallel_range((int)((o->n + ADAM_BLOCK - 1) / ADAM_BLOCK), adamw_range, &j);
 }
 
 double grad_global_norm(const real *g, size_t n) {

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 
 #include "tutor/fileio.h"
+#include "tutor/safetensors.h"
 
 #define PYTHON "/usr/bin/python3"
 #define TORCH_REF "tests/reference/torch_ref.py"
@@ -190,6 +191,19 @@ static void check_parity(const char *model, int64_t batch, int64_t seq_len, int6
     cr_assert_eq(cJSON_GetArraySize(ref.header), 1 + 2 + 2 * n_params,
                  "reference holds %d entries for %d parameters",
                  cJSON_GetArraySize(ref.header), n_params);
+
+    /* tutor's own reader, which the engine's parity tests use, must take the file too. */
+    StFile st;
+    TEST_ASSERT_OK(st_open(&st, out));
+    cr_assert_eq(st.n_tensors, 2 + 2 * n_params);
+    const StTensor *t_logits = st_find(&st, "logits");
+    cr_assert(t_logits != NULL && t_logits->dtype == ST_F32 && t_logits->ndim == 3);
+    float *mine = ref_f32(&ref, "logits", 3, logits_shape, &n);
+    cr_assert(st_numel(t_logits) == n);
+    cr_assert(memcmp(st_data(&st, t_logits), mine, n * sizeof(float)) == 0,
+              "st_data(logits) differs from the bytes in the file");
+    free(mine);
+    st_close(&st);
 
     ref_close(&weights);
     ref_close(&ref);

@@ -2,13 +2,20 @@
 // reference JS encoder (npm gpt-3-encoder) and Hugging Face's tokenizers (npm tokenizers).
 // Usage: NODE_PATH=build/node/node_modules node test_tokenizer_ref.js gpt2 IN.json OUT.json
 //        NODE_PATH=build/node/node_modules node test_tokenizer_ref.js hf IN.json OUT.json TOKENIZER.json
+//        NODE_PATH=build/node/node_modules node test_tokenizer_ref.js resave - OUT.json TOKENIZER.json
 // IN.json is a list of strings; OUT.json gets, for gpt2, a list of id lists; for hf, an object
 // {"plain": ids without specials, "special": ids with the post-processor, "decoded": texts}.
+// resave: HF loads TOKENIZER.json and writes it again, in its own format, to OUT.json.
 'use strict';
 const fs = require('fs');
 
 async function main() {
   const [mode, inPath, outPath, tokPath] = process.argv.slice(2);
+  if (mode === 'resave') {
+    const { Tokenizer } = require('tokenizers');
+    Tokenizer.fromFile(tokPath).save(outPath, true);
+    return;
+  }
   const texts = JSON.parse(fs.readFileSync(inPath, 'utf8'));
   let out;
   if (mode === 'gpt2') {
