@@ -25,12 +25,14 @@ apt-get -q \
 
 # apt keeps indices compressed (lz4 or otherwise); apt-helper reads any of its formats.
 find_index() {
-  f=$(ls "$work/lists/"*"$1"* 2>/dev/null | grep -v -e '\.diff' -e 'partial' | head -n 1)
+  f=$(ls "$work/lists/"*$1* 2>/dev/null | grep -v -e '\.diff' -e 'partial' | head -n 1)
   [ -n "$f" ] || { echo "debdesc-rebuild: no $1 index in $work/lists" >&2; exit 1; }
   echo "$f"
 }
-/usr/lib/apt/apt-helper cat-file "$(find_index _bookworm_main_i18n_Translation-en)" >"$work/Translation-en"
-/usr/lib/apt/apt-helper cat-file "$(find_index "_bookworm_main_binary-*_Packages")" >"$work/Packages"
+translation=$(find_index _bookworm_main_i18n_Translation-en)
+packages=$(find_index "_bookworm_main_binary-*_Packages")
+/usr/lib/apt/apt-helper cat-file "$translation" >"$work/Translation-en"
+/usr/lib/apt/apt-helper cat-file "$packages" >"$work/Packages"
 echo "debdesc-rebuild: Translation-en SHA256 $(sha256sum "$work/Translation-en" | cut -d' ' -f1)" >&2
 
 ref="$root/build/data/debdesc"

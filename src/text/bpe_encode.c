@@ -33,7 +33,7 @@ struct WordCache {
 #define CACHE_MAX_KEY 255
 /* A full cache is emptied and refilled: simple, and the common words come back at once. */
 #define CACHE_MAX_ENTRIES (1u << 18)
-#define CACHE_MAX_BYTES (64u << 20)
+#define CACHE_MAX_BYTES (16u << 20)
 
 static WordCache *word_cache_new(void) {
     WordCache *c = calloc(1, sizeof *c);

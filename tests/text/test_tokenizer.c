@@ -5,6 +5,7 @@
  * tests/text/test_tokenizer_ref.js. */
 #include <cjson/cJSON.h>
 #include <pthread.h>
+#include <sys/wait.h>
 
 #include "../testlib.h"
 #include "tutor/data.h"
@@ -800,4 +801,90 @@ Test(tokenizer, concurrent_encoders_agree, .timeout = 120) {
     }
     texts_free(&t);
     tokenizer_free(tok);
+}
+
+/* ---- the command line ---- */
+
+static void tutor_binary(char *buf, size_t n) {
+    const char *build = getenv("TUTOR_BUILD");
+    snprintf(buf, n, "%s/tutor", build ? build : "build/release");
+    if (!file_exists(buf)) cr_skip_test("no %s: build it with make tests", buf);
+}
+
+/* Runs cmd, returns its exit status; its stdout goes to out (NUL-terminated). */
+static int run_capture(const char *cmd, char *out, size_t n) {
+    FILE *p = popen(cmd, "r");
+    cr_assert(p);
+    size_t k = fread(out, 1, n - 1, p);
+    out[k] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+Test(tokenizer, cli_train_encode_decode) {
+    char tutor[256], dir[64], cmd[2048], out[4096], data1[128], data2[128], tok_path[128], err[128];
+    tutor_binary(tutor, sizeof tutor);
+    test_tmpdir(dir, sizeof dir);
+    snprintf(data1, sizeof data1, "%s/labeled.jsonl", dir);
+    snprintf(data2, sizeof data2, "%s/unlabeled.jsonl", dir);
+    snprintf(tok_path, sizeof tok_path, "%s/tok.json", dir);
+    snprintf(err, sizeof err, "%s/err.txt", dir);
+    const char *l = "{\"source\": \"the cat sat on the mat\", \"target\": \"a cat\"}\n"
+                    "{\"source\": \"the dog sat on the log\", \"target\": \"a dog\"}\n";
+    const char *u = "{\"source\": \"the cat and the dog\"}\n\n{\"source\": \"then they sat\"}\n";
+    TEST_ASSERT_OK(atomic_write_file(data1, l, strlen(l)));
+    TEST_ASSERT_OK(atomic_write_file(data2, u, strlen(u)));
+    snprintf(cmd, sizeof cmd, "%s tokenizer train --data %s --data %s --vocab 280 --min-frequency 1 -o %s 2>%s",
+             tutor, data1, data2, tok_path, err);
+    cr_assert_eq(run_capture(cmd, out, sizeof out), 0, "%s", cmd);
+    Tokenizer *tok = tokenizer_load(tok_path);
+    cr_assert(tok, "%s", tt_errmsg());
+    cr_assert_eq(tokenizer_vocab_size(tok), 280);
+    cr_assert_geq(tokenizer_token_id(tok, "\xc4\xa0the"), 260, "\" the\" was not learned");
+
+    snprintf(cmd, sizeof cmd, "%s tokenizer encode --tokenizer %s --add-special --text 'the cat sat'", tutor, tok_path);
+    cr_assert_eq(run_capture(cmd, out, sizeof out), 0);
+    TokenIds ids = {0};
+    TokenizerEncodeOptions wrap = {.add_special = 1};
+    encode_ok(tok, "the cat sat", &wrap, &ids);
+    char want[512] = "";
+    for (size_t i = 0; i < ids.n; i++) snprintf(want + strlen(want), sizeof want - strlen(want), "%s%d", i ? " " : "", ids.ids[i]);
+    strcat(want, "\n");
+    cr_assert_str_eq(out, want);
+
+    /* stdin lines in, ids out; ids in, text out */
+    snprintf(cmd, sizeof cmd,
+             "printf 'the dog\\nsat  on\\n' | %s tokenizer encode --tokenizer %s | %s tokenizer decode --tokenizer %s",
+             tutor, tok_path, tutor, tok_path);
+    cr_assert_eq(run_capture(cmd, out, sizeof out), 0);
+    cr_assert_str_eq(out, "the dog\nsat  on\n");
+    snprintf(cmd, sizeof cmd, "%s tokenizer decode --tokenizer %s --skip-special --ids '[%s]'", tutor, tok_path, "0, 260, 2");
+    cr_assert_eq(run_capture(cmd, out, sizeof out), 0);
+    size_t n;
+    const char *b = tokenizer_token_bytes(tok, 260, &n);
+    cr_assert(strlen(out) == n + 1 && !memcmp(out, b, n));
+
+    /* errors name the file and line, and exit non-zero */
+    const char *bad = "{\"source\": \"fine\"}\n{\"source\": 7}\n";
+    TEST_ASSERT_OK(atomic_write_file(data1, bad, strlen(bad)));
+    snprintf(cmd, sizeof cmd, "%s tokenizer train --data %s --vocab 280 -o %s/x.json 2>%s", tutor, data1, dir, err);
+    cr_assert_eq(run_capture(cmd, out, sizeof out), 1);
+    char *msg = read_file_text(err, NULL);
+    char expect[256];
+    snprintf(expect, sizeof expect, "tutor: %s:2: ", data1);
+    cr_assert(strstr(msg, expect), "stderr: %s", msg);
+    free(msg);
+    snprintf(cmd, sizeof cmd, "printf 'ok\\n\\377\\n' | %s tokenizer encode --tokenizer %s >/dev/null 2>%s", tutor, tok_path, err);
+    cr_assert_eq(run_capture(cmd, out, sizeof out), 1);
+    msg = read_file_text(err, NULL);
+    cr_assert(strstr(msg, "tutor: <stdin>:2: invalid UTF-8 at byte 1"), "stderr: %s", msg);
+    free(msg);
+    snprintf(cmd, sizeof cmd, "%s tokenizer train --vocab 280 2>/dev/null", tutor);
+    cr_assert_eq(run_capture(cmd, out, sizeof out), 2);
+    snprintf(cmd, sizeof cmd, "%s tokenizer encode --help", tutor);
+    cr_assert_eq(run_capture(cmd, out, sizeof out), 0);
+    cr_assert(strstr(out, "--parse-special"));
+    token_ids_free(&ids);
+    tokenizer_free(tok);
+    test_rmtree(dir);
 }
