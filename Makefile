@@ -40,24 +40,38 @@ all: deps $(BUILD)/libtutor.a $(BUILD)/tutor build/tutor
 deps:
 	@scripts/deps.sh build
 
+# V=1 shows whole command lines.
+ifeq ($(V),1)
+Q =
+say = @true
+else
+Q = @
+say = @echo
+endif
+
 $(BUILD)/obj/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -c $< -o $@
+	$(say) "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 $(BUILD)/objd/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -DTUTOR_REAL_DOUBLE -c $< -o $@
+	$(say) "  CC(f64) $<"
+	$(Q)$(CC) $(CFLAGS_ALL) -DTUTOR_REAL_DOUBLE -c $< -o $@
 
 $(BUILD)/libtutor.a: $(LIB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(say) "  AR      $@"
+	$(Q)ar rcs $@ $^
 
 $(BUILD)/libtutor-double.a: $(LIBD_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(say) "  AR      $@"
+	$(Q)ar rcs $@ $^
 
 $(BUILD)/tutor: $(CLI_OBJ) $(BUILD)/libtutor.a
-	$(CC) $(LDFLAGS_ALL) $(CLI_OBJ) $(BUILD)/libtutor.a $(LIBS) -o $@
+	$(say) "  LINK    $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) $(CLI_OBJ) $(BUILD)/libtutor.a $(LIBS) -o $@
 
 # build/tutor is the program a user runs, whatever the build flavour.
 build/tutor: $(BUILD)/tutor
@@ -65,15 +79,18 @@ build/tutor: $(BUILD)/tutor
 
 $(BUILD)/tests/gradcheck/%: tests/gradcheck/%.c tests/testlib.h $(BUILD)/libtutor-double.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -DTUTOR_REAL_DOUBLE $< $(BUILD)/libtutor-double.a $(LDFLAGS_ALL) -lcriterion $(LIBS) -o $@
+	$(say) "  TEST    $@"
+	$(Q)$(CC) $(CFLAGS_ALL) -DTUTOR_REAL_DOUBLE $< $(BUILD)/libtutor-double.a $(LDFLAGS_ALL) -lcriterion $(LIBS) -o $@
 
 $(BUILD)/tests/%: tests/%.c tests/testlib.h $(BUILD)/libtutor.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $< $(BUILD)/libtutor.a $(LDFLAGS_ALL) -lcriterion $(LIBS) -o $@
+	$(say) "  TEST    $@"
+	$(Q)$(CC) $(CFLAGS_ALL) $< $(BUILD)/libtutor.a $(LDFLAGS_ALL) -lcriterion $(LIBS) -o $@
 
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libtutor.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $< $(BUILD)/libtutor.a $(LDFLAGS_ALL) $(LIBS) -o $@
+	$(say) "  BENCH   $@"
+	$(Q)$(CC) $(CFLAGS_ALL) $< $(BUILD)/libtutor.a $(LDFLAGS_ALL) $(LIBS) -o $@
 
 tests: $(TEST_BIN) $(GRAD_BIN) $(BUILD)/tutor
 

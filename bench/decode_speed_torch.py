@@ -62,10 +62,10 @@ class Decoder:
     def start(self, src, beams):
         """Encodes src [B, S] once; cross keys/values for B * beams rows; empty caches."""
         m = self.m
-        h = m._embed(src, m.enc_pos, m.enc_ln_embed)
+        h = m._embed(src, m.enc_pos, m.enc_ln_embed)      # [S, B, d]
         for layer in m.enc:
             h = layer(h)
-        memory = m.enc_ln(h).repeat_interleave(beams, dim=0)
+        memory = m.enc_ln(h).transpose(0, 1).repeat_interleave(beams, dim=0)   # [N, S, d]
         n = memory.shape[0]
         self.cross, self.cache = [], []
         for layer in m.dec:

@@ -57,7 +57,9 @@ PAD, START = 1, 2
 
 class Attention(nn.Module):
     """Multi-head attention with fused projections (q|k|v for self-attention, k|v for
-    cross-attention), the same mathematics as separate q/k/v projections."""
+    cross-attention), the same mathematics as separate q/k/v projections. Activations are
+    sequence-first [T, B, d], as in nn.MultiheadAttention: splitting heads is then a view,
+    not a copy."""
 
     def __init__(self, d, heads, cross):
         super().__init__()
@@ -69,13 +71,12 @@ class Attention(nn.Module):
             self.qkv = nn.Linear(d, 3 * d)
         self.out = nn.Linear(d, d)
 
-    def _split(self, x):   # [B, T, d] -> [B*H, T, hd]
-        b, t, _ = x.shape
-        return x.view(b, t, self.heads, self.head_dim).transpose(1, 2).reshape(
-            b * self.heads, t, self.head_dim)
+    def _split(self, x):   # [T, B, d] -> [B*H, T, hd] (a strided view, no copy)
+        t, b, _ = x.shape
+        return x.reshape(t, b * self.heads, self.head_dim).transpose(0, 1)
 
     def forward(self, x, memory=None, mask=None):
-        b, t, d = x.shape
+        t, b, d = x.shape
         if self.cross:
             q = self.q(x)
             k, v = self.kv(memory).chunk(2, dim=-1)
@@ -84,13 +85,12 @@ class Attention(nn.Module):
         q, k, v = self._split(q), self._split(k), self._split(v)
         scale = self.head_dim ** -0.5
         if mask is None:
-            w = torch.bmm(q, k.transpose(1, 2)) * scale
+            w = torch.bmm(q * scale, k.transpose(1, 2))
         else:   # additive mask fused into the product
             w = torch.baddbmm(mask.expand(q.shape[0], -1, -1), q, k.transpose(1, 2),
                               alpha=scale)
         o = torch.bmm(F.softmax(w, dim=-1), v)
-        o = o.view(b, self.heads, t, self.head_dim).transpose(1, 2).reshape(b, t, d)
-        return self.out(o)
+        return self.out(o.transpose(0, 1).reshape(t, b, d))
 
 
 class EncoderLayer(nn.Module):
@@ -118,7 +118,7 @@ class DecoderLayer(nn.Module):
 
 
 class MBartStyle(nn.Module):
-    """Source ids [B, S], decoder ids [B, T] -> logits [B, T, V]."""
+    """Source ids [B, S], decoder ids [B, T] -> logits [B, T, V] (inside: [T, B, d])."""
 
     def __init__(self, arch):
         super().__init__()
@@ -136,16 +136,17 @@ class MBartStyle(nn.Module):
         else:   # torch.nn.Transformer adds the final encoder/decoder LayerNorms itself
             self.transformer = nn.Transformer(
                 d_model=d, nhead=HEADS, num_encoder_layers=LAYERS, num_decoder_layers=LAYERS,
-                dim_feedforward=FFN, dropout=0.0, activation="gelu", batch_first=True,
+                dim_feedforward=FFN, dropout=0.0, activation="gelu", batch_first=False,
                 norm_first=True)
         self.final_logits_bias = nn.Parameter(torch.zeros(VOCAB))
         causal = torch.full((TGT_LEN, TGT_LEN), float("-inf")).triu(1)
         self.register_buffer("causal", causal)
         nn.init.normal_(self.shared.weight, std=0.02)
 
-    def _embed(self, ids, pos, ln):
+    def _embed(self, ids, pos, ln):   # ids [B, T] -> [T, B, d]
         positions = torch.arange(ids.shape[1], device=ids.device) + 2
-        return ln(self.shared(ids) * self.embed_scale + pos(positions))
+        x = self.shared(ids.t()) * self.embed_scale + pos(positions)[:, None]
+        return ln(x)
 
     def forward(self, src, dec_in):
         h = self._embed(src, self.enc_pos, self.enc_ln_embed)
@@ -156,9 +157,9 @@ class MBartStyle(nn.Module):
             memory = self.enc_ln(h)
             for layer in self.dec:
                 y = layer(y, memory, self.causal)
-            y = self.dec_ln(y)
+            y = self.dec_ln(y).transpose(0, 1)
         else:
-            y = self.transformer(h, y, tgt_mask=self.causal)
+            y = self.transformer(h, y, tgt_mask=self.causal).transpose(0, 1)
         return F.linear(y, self.shared.weight, self.final_logits_bias)
 
 

@@ -49,7 +49,7 @@ def description_rows(translation_en):
             else:
                 paragraphs[-1].append(line.strip())
         source = "\n".join(" ".join(" ".join(p).split()) for p in paragraphs if p)
-        rows.append((st["Package"][0], source, " ".join(desc[0].split())))
+        rows.append((st["Package"][0], source, desc[0]))
     return rows
 
 

@@ -5,7 +5,7 @@
 set -eu
 what="${1:-build}"
 build_pkgs="gcc make pkg-config libopenblas-pthread-dev libcjson-dev libutf8proc-dev"
-test_pkgs="libcriterion-dev python3-torch python3-numpy"
+test_pkgs="libcriterion-dev python3-torch python3-numpy nodejs npm"
 all_pkgs="gnuplot-nox libopenmpi-dev openmpi-bin"
 case "$what" in
   build) pkgs="$build_pkgs" ;;
@@ -15,6 +15,7 @@ case "$what" in
 esac
 missing=""
 for p in $pkgs; do
+  case "$p" in nodejs|npm) command -v "$p" >/dev/null 2>&1 && continue ;; esac
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
     missing="$missing $p"
   fi

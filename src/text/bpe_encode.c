@@ -209,7 +209,7 @@ static uint64_t heap_pop(uint64_t *h, size_t *n) {
  * order as merge_short in O(n log n). -1 on allocation failure. */
 static long merge_long(const Tokenizer *t, int *sym, size_t n) {
     int *next = malloc(n * sizeof *next), *prev = malloc(n * sizeof *prev);
-    uint64_t *heap = malloc(2 * n * sizeof *heap); /* n initial pairs + at most 2 per merge */
+    uint64_t *heap = malloc(3 * n * sizeof *heap); /* n - 1 pairs, then at most 2 per merge */
     if (!next || !prev || !heap) {
         free(next);
         free(prev);

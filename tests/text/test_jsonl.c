@@ -100,7 +100,7 @@ Test(jsonl, every_malformed_line_named) {
                  "1: field \"id\" is not a string or an integer");
     /* Escaped lone surrogates cannot become UTF-8: cJSON refuses them. */
     expect_error(WRITE("e9.jsonl", "{\"source\": \"\\ud800\"}\n"), NULL,
-                 "1: not valid JSON (near byte 18)");
+                 "1: not valid JSON (near byte 13)");
     expect_error(write_file("e10.jsonl", "{\"source\": \"a\0b\"}\n", 18), NULL,
                  "1: NUL byte at byte 14");
 }
