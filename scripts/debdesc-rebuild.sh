@@ -4,6 +4,7 @@
 # (the system's apt state is not touched), and reports rows added/removed/changed per file
 # against the shipped copy. Uses only Debian tools: apt-get, apt-helper, /usr/bin/python3.
 # Usage: scripts/debdesc-rebuild.sh OUT_DIR [MIRROR]   (default http://deb.debian.org/debian)
+# OUT_DIR/.apt keeps apt's lists and the decompressed indices (about 110 MB; delete at will).
 set -eu
 
 root=$(cd "$(dirname "$0")/.." && pwd)

@@ -10,12 +10,6 @@
 
 #include "tutor/core.h"
 
-#if REAL_IS_DOUBLE
-#define REAL_EXP exp
-#else
-#define REAL_EXP expf
-#endif
-
 /* C = alpha * op(A) op(B) + beta * C, row-major; ta/tb: 1 = transpose. BLAS underneath. */
 void gemm(int ta, int tb, int M, int N, int K, real alpha, const real *A, int lda, const real *B,
           int ldb, real beta, real *C, int ldc);

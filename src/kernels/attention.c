@@ -4,9 +4,10 @@
  * inside each pair. The attention weights are kept for backward. */
 #include <math.h>
 
+#include "fastmath.h"
 #include "tutor/kernels.h"
 
-static void masked_softmax_row(real *row, int Tk, const int *key_mask, int limit) {
+static void masked_softmax_row(real *restrict row, int Tk, const int *restrict key_mask, int limit) {
     /* limit: keys [0, limit) may be attended (causal); key_mask further removes padding. */
     real mx = -INFINITY;
     for (int j = 0; j < limit; j++)
@@ -15,21 +16,17 @@ static void masked_softmax_row(real *row, int Tk, const int *key_mask, int limit
         for (int j = 0; j < Tk; j++) row[j] = 0;
         return;
     }
-    double sum = 0;
-    if (!key_mask) {
-        for (int j = 0; j < limit; j++) {
-            row[j] = REAL_EXP(row[j] - mx);
-            sum += row[j];
-        }
-    } else {
-        for (int j = 0; j < limit; j++) {
-            row[j] = key_mask[j] ? REAL_EXP(row[j] - mx) : 0;
-            sum += row[j];
-        }
-    }
+    /* exp in one vectorised pass, masking after, then a plain sum */
+    for (int j = 0; j < limit; j++) row[j] = REAL_EXP(row[j] - mx);
+    if (key_mask)
+        for (int j = 0; j < limit; j++) row[j] = key_mask[j] ? row[j] : 0;
     for (int j = limit; j < Tk; j++) row[j] = 0;
-    real inv = (real)(1.0 / sum);
-    for (int j = 0; j < limit; j++) row[j] *= inv;
+    double s0 = 0, s1 = 0;
+    int j = 0;
+    for (; j + 2 <= limit; j += 2) s0 += row[j], s1 += row[j + 1];
+    if (j < limit) s0 += row[j];
+    real inv = (real)(1.0 / (s0 + s1));
+    for (j = 0; j < limit; j++) row[j] *= inv;
 }
 
 typedef struct {

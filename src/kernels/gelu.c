@@ -2,21 +2,16 @@
  * approximation ("gelu_new", GPT-2), elementwise over the thread pool. */
 #include <math.h>
 
+#include "fastmath.h"
 #include "tutor/kernels.h"
 
 #define SQRT_2_OVER_PI 0.7978845608028654
 #define INV_SQRT_2 0.7071067811865476
 #define INV_SQRT_2PI 0.3989422804014327
 
-#if REAL_IS_DOUBLE
-#define R_ERF erf
-#define R_TANH tanh
-#define R_EXP exp
-#else
-#define R_ERF erff
-#define R_TANH tanhf
-#define R_EXP expf
-#endif
+#define R_ERF REAL_ERF
+#define R_TANH REAL_TANH
+#define R_EXP REAL_EXP
 
 static inline real gelu_value(real x, GeluKind kind) {
     if (kind == GELU_ERF) return (real)0.5 * x * ((real)1 + R_ERF(x * (real)INV_SQRT_2));
@@ -50,18 +45,29 @@ static void block_range(const GeluJob *j, int begin, int end, long *lo, long *hi
     if (*hi > j->n) *hi = j->n;
 }
 
+/* One loop per kind, on restrict pointers, so that each vectorises. */
 static void gelu_forward_range(int begin, int end, int part, void *arg) {
     const GeluJob *j = arg;
     long lo, hi;
     block_range(j, begin, end, &lo, &hi);
-    for (long i = lo; i < hi; i++) j->out[i] = gelu_value(j->inp[i], j->kind);
+    real *restrict out = j->out;
+    const real *restrict inp = j->inp;
+    if (j->kind == GELU_ERF)
+        for (long i = lo; i < hi; i++) out[i] = gelu_value(inp[i], GELU_ERF);
+    else
+        for (long i = lo; i < hi; i++) out[i] = gelu_value(inp[i], GELU_TANH);
 }
 
 static void gelu_backward_range(int begin, int end, int part, void *arg) {
     const GeluJob *j = arg;
     long lo, hi;
     block_range(j, begin, end, &lo, &hi);
-    for (long i = lo; i < hi; i++) j->out[i] += gelu_grad(j->inp[i], j->kind) * j->dout[i];
+    real *restrict dinp = j->out;
+    const real *restrict inp = j->inp, *restrict dout = j->dout;
+    if (j->kind == GELU_ERF)
+        for (long i = lo; i < hi; i++) dinp[i] += gelu_grad(inp[i], GELU_ERF) * dout[i];
+    else
+        for (long i = lo; i < hi; i++) dinp[i] += gelu_grad(inp[i], GELU_TANH) * dout[i];
 }
 
 static int n_blocks(long n) { return (int)((n + GELU_BLOCK - 1) / GELU_BLOCK); }

@@ -3,6 +3,7 @@
  * in the same pass. Rows of a chunk are spread over the thread pool. */
 #include <math.h>
 
+#include "fastmath.h"
 #include "tutor/kernels.h"
 
 void logsumexp_row(const real *logits, int V, double *max_out, double *lse_out) {
@@ -27,33 +28,43 @@ typedef struct {
     long part_count[MAX_PARTS];
 } XentJob;
 
+/* Sum in double with four accumulators (a fixed order: deterministic). */
+static double sum_row(const real *x, int n) {
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int i = 0;
+    for (; i + 4 <= n; i += 4) s0 += x[i], s1 += x[i + 1], s2 += x[i + 2], s3 += x[i + 3];
+    for (; i < n; i++) s0 += x[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
 static void xent_rows(int begin, int end, int part, void *arg) {
     XentJob *j = arg;
     int V = j->V;
     double eps = j->eps, total = 0;
     long counted = 0;
     for (int r = begin; r < end; r++) {
-        real *lg = j->chunk + (long)r * V;
+        real *restrict lg = j->chunk + (long)r * V;
         int y = j->labels[r];
         if (y == -100) {
             if (j->grad)
                 for (int v = 0; v < V; v++) lg[v] = 0;
             continue;
         }
-        double mx, lse;
-        logsumexp_row(lg, V, &mx, &lse);
-        double loss = lse - lg[y];
-        if (eps > 0) {
-            double mean_logit = 0;
-            for (int v = 0; v < V; v++) mean_logit += lg[v];
-            mean_logit /= V;
-            loss = (1 - eps) * loss + eps * (lse - mean_logit);
-        }
+        real mx = lg[0];
+        for (int v = 1; v < V; v++) mx = lg[v] > mx ? lg[v] : mx;
+        double mean_logit = eps > 0 ? sum_row(lg, V) / V : 0;
+        double logit_y = lg[y];
+        /* the row becomes exp(logit - max) in place, then the softmax gradient */
+        for (int v = 0; v < V; v++) lg[v] = REAL_EXP(lg[v] - mx);
+        double sum = sum_row(lg, V);
+        double lse = mx + log(sum);
+        double loss = lse - logit_y;
+        if (eps > 0) loss = (1 - eps) * loss + eps * (lse - mean_logit);
         total += loss;
         counted++;
         if (j->grad) {
-            real gs = (real)j->grad_scale, shift = (real)lse, off = (real)(j->grad_scale * eps / V);
-            for (int v = 0; v < V; v++) lg[v] = gs * REAL_EXP(lg[v] - shift) - off;
+            real gs = (real)(j->grad_scale / sum), off = (real)(j->grad_scale * eps / V);
+            for (int v = 0; v < V; v++) lg[v] = gs * lg[v] - off;
             lg[y] -= (real)(j->grad_scale * (1 - eps));
         }
     }

@@ -231,7 +231,8 @@ static int take_id(JsonlReader *r, const cJSON *obj, char **out) {
         *out = strdup(v->valuestring);
         if (!*out) return tt_err("out of memory"), -2;
         return 0;
-    } else if (cJSON_IsNumber(v) && v->valuedouble == (double)(long long)v->valuedouble) {
+    } else if (cJSON_IsNumber(v) && v->valuedouble > -9e18 && v->valuedouble < 9e18 &&
+               v->valuedouble == (double)(long long)v->valuedouble) {
         snprintf(text, sizeof text, "%lld", (long long)v->valuedouble);
     } else {
         return bad_line(r, "field \"%s\" is not a string or an integer", r->id_field), -1;

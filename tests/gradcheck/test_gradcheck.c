@@ -11,12 +11,13 @@
 #error "gradcheck tests must be built with -DTUTOR_REAL_DOUBLE"
 #endif
 
-/* Fourth-order central differences with step 1e-4: truncation error ~h^4 and rounding
+/* Fourth-order central differences with step 5e-4: truncation error ~h^4 and rounding
  * error ~1e-16 |L| / h both stay far below the bound. */
-#define FD_EPS 1e-4
+#define FD_EPS 5e-4
 #define TOL 1e-5
 
 static Rng test_rng;
+static double worst_ratio; /* largest |g_fd - g| / bound seen, for the log */
 
 static void fill_normal(real *x, long n, double sd) {
     for (long i = 0; i < n; i++) x[i] = sd * rng_normal(&test_rng);
@@ -50,12 +51,14 @@ static void check_tensor(const char *name, real *x, const real *g, long n, LossF
         if (gmax < 1e-12) bound = 1e-9;
         double err = fabs(fd - g[i]);
         if (bound > 0 && err / bound > worst) worst = err / bound;
+        if (bound > 0 && err / bound > worst_ratio) worst_ratio = err / bound;
         if (err > bound) {
             if (failures++ < 3)
                 cr_log_error("%s[%ld]: fd %.12g analytic %.12g (|err| %.3g > %.3g)", name, i, fd, (double)g[i], err,
                              bound);
         }
     }
+    (void)worst;
     cr_expect(failures == 0, "%s: %d of %ld coordinates outside the bound (gmax %.3g)", name, failures, count, gmax);
     cr_expect(gmax > 0 || n == 0 || strstr(name, "pad") || strstr(name, "k_proj.bias"),
               "%s: gradient is identically zero", name);
@@ -354,6 +357,8 @@ static void check_model(Arch arch, float dropout) {
         snprintf(name, sizeof name, "%s%s", pi->name, strstr(pi->name, "pos") || strstr(pi->name, "wpe") ? "(pad)" : "");
         check_tensor(name, m->params + pi->offset, g + pi->offset, (long)pi->numel, model_loss, &c);
     }
+    cr_log_info("arch %d, dropout %.1f: %d tensors, worst |g_fd - g| / bound = %.3f", arch, dropout, m->n_tensors,
+                worst_ratio);
     free(g);
     model_free(m);
 }

@@ -96,6 +96,8 @@ Test(jsonl, every_malformed_line_named) {
     expect_error(WRITE("e6.jsonl", "{\"source\": 5}\n"), NULL, "1: field \"source\" is not a string");
     expect_error(WRITE("e7.jsonl", "{\"source\": \"s\", \"target\": [\"t\"]}\n"), NULL,
                  "1: field \"target\" is not a string");
+    expect_error(WRITE("e8b.jsonl", "{\"source\": \"s\", \"id\": 1e300}\n"), NULL,
+                 "1: field \"id\" is not a string or an integer");
     expect_error(WRITE("e8.jsonl", "{\"source\": \"s\", \"id\": 1.5}\n"), NULL,
                  "1: field \"id\" is not a string or an integer");
     /* Escaped lone surrogates cannot become UTF-8: cJSON refuses them. */

@@ -1,0 +1,57 @@
+/* fastmath.h: exp and erf in float written so that GCC vectorises loops over them (no libm
+ * calls, no branches), accurate to a few float ulps: exp by range reduction to
+ * [-ln2/2, ln2/2] and a degree-6 polynomial (Cephes' coefficients), erf by Abramowitz and
+ * Stegun 7.1.26 (absolute error < 1.5e-7). Used by the float build's softmax, cross-entropy
+ * and GELU; the double build (gradient checks) keeps libm. */
+#ifndef TUTOR_FASTMATH_H
+#define TUTOR_FASTMATH_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "tutor/core.h"
+
+static inline float fast_expf(float x) {
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    float n = floorf(x * 1.44269504088896341f + 0.5f);
+    /* ln 2 in two parts, so that x - n ln2 is exact */
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+static inline float fast_erff(float x) {
+    float ax = fabsf(x);
+    float t = 1.0f / (1.0f + 0.3275911f * ax);
+    float poly = ((((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t + 0.254829592f) * t;
+    float y = 1.0f - poly * fast_expf(-ax * ax);
+    return copysignf(y, x);
+}
+
+static inline float fast_tanhf(float x) {
+    /* tanh(x) = 1 - 2 / (exp(2x) + 1); saturates cleanly at both ends */
+    return 1.0f - 2.0f / (fast_expf(2.0f * x) + 1.0f);
+}
+
+/* The exp/erf/tanh of the build's real type. */
+#if REAL_IS_DOUBLE
+#define REAL_EXP exp
+#define REAL_ERF erf
+#define REAL_TANH tanh
+#else
+#define REAL_EXP fast_expf
+#define REAL_ERF fast_erff
+#define REAL_TANH fast_tanhf
+#endif
+
+#endif
