@@ -111,6 +111,9 @@ int model_reserve(Model *m, int B, int S, int T, int train);
  * of the decoder are at model_hidden(m) (B*T, C). */
 int model_forward(Model *m, const Batch *b, int train);
 real *model_hidden(Model *m);
+/* Encoder only (inference): returns the encoder output (B*S, C), valid until the next
+ * forward or encode on this model. NULL on error. */
+const real *model_encode(Model *m, const int *src, const int *src_mask, int B, int S);
 /* Loss: mean token cross-entropy over labels != -100 (after forward). With backward = 1 the
  * gradient of loss * loss_scale is added to the hidden-state gradient. */
 double model_xent(Model *m, const Batch *b, double label_smoothing, int backward, double loss_scale,

@@ -339,6 +339,30 @@ int model_forward(Model *m, const Batch *b, int train) {
     return 0;
 }
 
+const real *model_encode(Model *m, const int *src, const int *src_mask, int B, int S) {
+    const ModelConfig *c = &m->cfg;
+    if (!model_is_encdec(c)) {
+        tt_err("model_encode: a decoder-only model has no encoder");
+        return NULL;
+    }
+    if (B < 1 || S < 1) {
+        tt_err("model_encode: empty batch");
+        return NULL;
+    }
+    if (S > c->max_positions) {
+        tt_err("source of %d tokens exceeds the model's %d positions", S, c->max_positions);
+        return NULL;
+    }
+    if (check_ids(m, src, (long)B * S, "source")) return NULL;
+    ModelActs *a = m->acts;
+    /* The decoder part of the arena is planned for one target token. */
+    if (!a || a->B != B || a->S != S || a->T != 1 || a->train || a->scratch_threads != tt_threads())
+        if (model_reserve(m, B, S, 1, 0)) return NULL;
+    a = m->acts;
+    stack_forward(m, &a->enc, 1, src, B, S, src_mask, 0, NULL, NULL, 0, 0);
+    return a->enc.out;
+}
+
 real *model_hidden(Model *m) { return m->acts ? m->acts->dec.out : NULL; }
 real *model_hidden_grad(Model *m) { return m->acts ? m->acts->d_hidden : NULL; }
 
