@@ -148,6 +148,7 @@ int main(int argc, char **argv) {
     double sgemm = measure_sgemm_gflops();
     double *t_tutor = calloc((size_t)steps, sizeof(double)), *t_torch = calloc((size_t)steps, sizeof(double));
     uint64_t allocs_before = 0;
+    double *t_gemm = calloc((size_t)steps, sizeof(double)), *f_gemm = calloc((size_t)steps, sizeof(double));
     for (int i = -2; i < steps; i++) {
         if (use_torch) {
             double dt = torch_step(&torch);
@@ -158,6 +159,8 @@ int main(int argc, char **argv) {
             if (i >= 0) t_torch[i] = dt;
         }
         if (i == 0) allocs_before = tt_alloc_count();
+        double g0, gf0, g1, gf1;
+        gemm_profile(&g0, &gf0);
         double t0 = tt_now_s();
         model_zero_grads(m);
         model_forward(m, &batch, 1);
@@ -166,7 +169,8 @@ int main(int argc, char **argv) {
         grad_clip(m->grads, m->n_params, 1.0);
         adamw_step(&opt, m->params, m->grads, 1e-4);
         double dt = tt_now_s() - t0;
-        if (i >= 0) t_tutor[i] = dt;
+        gemm_profile(&g1, &gf1);
+        if (i >= 0) t_tutor[i] = dt, t_gemm[i] = g1 - g0, f_gemm[i] = gf1 - gf0;
         fprintf(stderr, "step %d: tutor %.3fs%s", i, dt, use_torch ? "" : "\n");
         if (use_torch) fprintf(stderr, ", torch %.3fs\n", i >= 0 ? t_torch[i] : 0.0);
     }
@@ -187,6 +191,9 @@ int main(int argc, char **argv) {
         fprintf(torch.to, "quit\n");
         fclose(torch.to);
     }
+    double gemm_flops = f_gemm[0], med_gemm = median(t_gemm, steps);
+    printf("tutor breakdown: %.3f s/step in matrix products outside attention (%.1f GFLOP at %.1f GFLOP/s), "
+           "%.3f s in the rest\n", med_gemm, gemm_flops / 1e9, gemm_flops / med_gemm / 1e9, med_tutor - med_gemm);
     printf("sgemm: %.1f GFLOP/s on this machine now (1024^3, %d threads); tutor reaches %.0f%% of it\n", sgemm, threads,
            100 * flops / med_tutor / 1e9 / sgemm);
     printf("activation memory: training forward %.1f MiB, inference forward %.1f MiB\n", train_bytes / 1048576.0,

@@ -14,6 +14,10 @@
 void gemm(int ta, int tb, int M, int N, int K, real alpha, const real *A, int lda, const real *B,
           int ldb, real beta, real *C, int ldc);
 
+/* Seconds and FLOPs spent in gemm() so far (calls made from parallel regions, as in
+ * attention, are not counted): for benchmark breakdowns. Not thread-safe. */
+void gemm_profile(double *seconds, double *flops);
+
 /* Weight layouts: Hugging Face's nn.Linear stores [OC, C]; GPT-2's Conv1D stores [C, OC]. */
 typedef enum { W_OUT_IN = 0, W_IN_OUT = 1 } WeightLayout;
 
@@ -25,6 +29,11 @@ void linear_forward(real *out, int ldo, const real *inp, const real *w, const re
  * dout is (N, ldd) cols [0,OC). dinp may be NULL (no input gradient needed). */
 void linear_backward(real *dinp, real *dw, real *db, const real *dout, int ldd, const real *inp,
                      const real *w, int N, int C, int OC, WeightLayout layout);
+
+/* The same, but dinp is overwritten (= dout W) rather than accumulated: saves clearing a
+ * scratch buffer first. */
+void linear_backward_set(real *dinp, real *dw, real *db, const real *dout, int ldd, const real *inp,
+                         const real *w, int N, int C, int OC, WeightLayout layout);
 
 /* out (N,C) = layernorm(inp) * w + b; mean, rstd (N) kept for backward (may be NULL when
  * backward is not needed). */
@@ -38,6 +47,8 @@ typedef enum { GELU_ERF = 0, GELU_TANH = 1 } GeluKind;
 void gelu_forward(real *out, const real *inp, long n, GeluKind kind);
 /* dinp (n) += gelu'(inp) * dout */
 void gelu_backward(real *dinp, const real *inp, const real *dout, long n, GeluKind kind);
+/* dinp (n) = gelu'(inp) * dout (overwrites) */
+void gelu_backward_set(real *dinp, const real *inp, const real *dout, long n, GeluKind kind);
 
 /* out (N,C) = scale * wte[ids[i]] + wpe[pos_offset + i % T] for i in [0, N), N = B*T.
  * wpe may be NULL. */
@@ -64,8 +75,9 @@ typedef struct {
 void attention_forward(real *out, real *probs, const real *q, int ldq, const real *k, int ldk,
                        const real *v, int ldv, const int *key_mask, int B, int Tq, int Tk, int H,
                        int C, int causal, real scale, const AttnDropout *drop);
-/* dq, dk, dv (+=, same layouts as q, k, v) from dout (B,Tq,C). scratch: 2*Tq*Tk reals for
- * each of tt_threads() threads. */
+/* dq, dk, dv (same layouts as q, k, v) from dout (B,Tq,C). Unlike the other backward
+ * functions these are WRITTEN, not accumulated: each (sequence, head) block of them is
+ * produced by exactly one product. scratch: 2*Tq*Tk reals for each of tt_threads() threads. */
 void attention_backward(real *dq, real *dk, real *dv, const real *dout, const real *probs,
                         const real *q, int ldq, const real *k, int ldk, const real *v, int ldv,
                         int B, int Tq, int Tk, int H, int C, real scale, const AttnDropout *drop,

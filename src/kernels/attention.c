@@ -128,9 +128,9 @@ static void attention_backward_range(int begin, int end, int part, void *arg) {
             real rdot = (real)dot;
             for (int j = 0; j < Tk; j++) ds[j] = p[j] * (ds[j] - rdot) * a->scale;
         }
-        gemm(0, 0, Tq, D, Tk, 1, dS, Tk, kb, a->ldk, 1, a->dq + (long)b * Tq * a->ldq + h * D, a->ldq);
-        gemm(1, 0, Tk, D, Tq, 1, dS, Tk, qb, a->ldq, 1, a->dk + (long)b * Tk * a->ldk + h * D, a->ldk);
-        gemm(1, 0, Tk, D, Tq, 1, Pv, Tk, dob, C, 1, a->dv + (long)b * Tk * a->ldv + h * D, a->ldv);
+        gemm(0, 0, Tq, D, Tk, 1, dS, Tk, kb, a->ldk, 0, a->dq + (long)b * Tq * a->ldq + h * D, a->ldq);
+        gemm(1, 0, Tk, D, Tq, 1, dS, Tk, qb, a->ldq, 0, a->dk + (long)b * Tk * a->ldk + h * D, a->ldk);
+        gemm(1, 0, Tk, D, Tq, 1, Pv, Tk, dob, C, 0, a->dv + (long)b * Tk * a->ldv + h * D, a->ldv);
     }
 }
 

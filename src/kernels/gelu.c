@@ -37,6 +37,7 @@ typedef struct {
     const real *inp, *dout;
     long n;
     GeluKind kind;
+    int set; /* backward: overwrite rather than accumulate */
 } GeluJob;
 
 static void block_range(const GeluJob *j, int begin, int end, long *lo, long *hi) {
@@ -64,20 +65,32 @@ static void gelu_backward_range(int begin, int end, int part, void *arg) {
     block_range(j, begin, end, &lo, &hi);
     real *restrict dinp = j->out;
     const real *restrict inp = j->inp, *restrict dout = j->dout;
-    if (j->kind == GELU_ERF)
-        for (long i = lo; i < hi; i++) dinp[i] += gelu_grad(inp[i], GELU_ERF) * dout[i];
-    else
-        for (long i = lo; i < hi; i++) dinp[i] += gelu_grad(inp[i], GELU_TANH) * dout[i];
+    if (j->set) {
+        if (j->kind == GELU_ERF)
+            for (long i = lo; i < hi; i++) dinp[i] = gelu_grad(inp[i], GELU_ERF) * dout[i];
+        else
+            for (long i = lo; i < hi; i++) dinp[i] = gelu_grad(inp[i], GELU_TANH) * dout[i];
+    } else {
+        if (j->kind == GELU_ERF)
+            for (long i = lo; i < hi; i++) dinp[i] += gelu_grad(inp[i], GELU_ERF) * dout[i];
+        else
+            for (long i = lo; i < hi; i++) dinp[i] += gelu_grad(inp[i], GELU_TANH) * dout[i];
+    }
 }
 
 static int n_blocks(long n) { return (int)((n + GELU_BLOCK - 1) / GELU_BLOCK); }
 
 void gelu_forward(real *out, const real *inp, long n, GeluKind kind) {
-    GeluJob j = {out, inp, NULL, n, kind};
+    GeluJob j = {out, inp, NULL, n, kind, 0};
     tt_parallel_range(n_blocks(n), gelu_forward_range, &j);
 }
 
 void gelu_backward(real *dinp, const real *inp, const real *dout, long n, GeluKind kind) {
-    GeluJob j = {dinp, inp, dout, n, kind};
+    GeluJob j = {dinp, inp, dout, n, kind, 0};
+    tt_parallel_range(n_blocks(n), gelu_backward_range, &j);
+}
+
+void gelu_backward_set(real *dinp, const real *inp, const real *dout, long n, GeluKind kind) {
+    GeluJob j = {dinp, inp, dout, n, kind, 1};
     tt_parallel_range(n_blocks(n), gelu_backward_range, &j);
 }

@@ -41,6 +41,15 @@ static void gemm_blocks(int begin, int end, int part, void *arg) {
     }
 }
 
+/* Time and FLOPs spent in gemm() from the calling thread (not nested calls), for the
+ * benchmarks' breakdown. */
+static double prof_seconds, prof_flops;
+
+void gemm_profile(double *seconds, double *flops) {
+    *seconds = prof_seconds;
+    *flops = prof_flops;
+}
+
 /* Products smaller than this many multiply-adds are not worth waking a thread for. */
 #define GEMM_SPLIT_MIN 262144.0
 
@@ -48,8 +57,11 @@ void gemm(int ta, int tb, int M, int N, int K, real alpha, const real *A, int ld
           int ldb, real beta, real *C, int ldc) {
     if (M == 0 || N == 0) return;
     int threads = tt_threads();
+    double t0 = tt_now_s();
+    prof_flops += 2.0 * M * N * K;
     if (threads <= 1 || (double)M * N * K < GEMM_SPLIT_MIN) {
         blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        prof_seconds += tt_now_s() - t0;
         return;
     }
     /* Blocks along the longer side, each at least 16 wide. */
@@ -59,4 +71,5 @@ void gemm(int ta, int tb, int M, int N, int K, real alpha, const real *A, int ld
     while (parts > 1 && side / parts < 16) parts--;
     GemmJob g = {ta, tb, M, N, K, lda, ldb, ldc, split_rows, parts, alpha, beta, A, B, C};
     tt_parallel_range(parts, gemm_blocks, &g);
+    prof_seconds += tt_now_s() - t0;
 }

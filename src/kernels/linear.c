@@ -17,14 +17,14 @@ void linear_forward(real *out, int ldo, const real *inp, const real *w, const re
         gemm(0, 0, N, OC, C, 1, inp, C, w, OC, b ? 1 : 0, out, ldo);
 }
 
-void linear_backward(real *dinp, real *dw, real *db, const real *dout, int ldd, const real *inp,
-                     const real *w, int N, int C, int OC, WeightLayout layout) {
-    // dout is (N,ldd) cols [0,OC); dinp (N,C) += dout W; dw += dout^T inp
+static void linear_backward_beta(real *dinp, real dinp_beta, real *dw, real *db, const real *dout, int ldd,
+                                 const real *inp, const real *w, int N, int C, int OC, WeightLayout layout) {
+    // dout is (N,ldd) cols [0,OC); dinp (N,C) = dinp_beta * dinp + dout W; dw += dout^T inp
     if (dinp) {
         if (layout == W_OUT_IN)
-            gemm(0, 0, N, C, OC, 1, dout, ldd, w, C, 1, dinp, C);
+            gemm(0, 0, N, C, OC, 1, dout, ldd, w, C, dinp_beta, dinp, C);
         else
-            gemm(0, 1, N, C, OC, 1, dout, ldd, w, OC, 1, dinp, C);
+            gemm(0, 1, N, C, OC, 1, dout, ldd, w, OC, dinp_beta, dinp, C);
     }
     if (dw) {
         if (layout == W_OUT_IN)
@@ -38,4 +38,14 @@ void linear_backward(real *dinp, real *dw, real *db, const real *dout, int ldd, 
             for (int j = 0; j < OC; j++) db[j] += d[j];
         }
     }
+}
+
+void linear_backward(real *dinp, real *dw, real *db, const real *dout, int ldd, const real *inp,
+                     const real *w, int N, int C, int OC, WeightLayout layout) {
+    linear_backward_beta(dinp, 1, dw, db, dout, ldd, inp, w, N, C, OC, layout);
+}
+
+void linear_backward_set(real *dinp, real *dw, real *db, const real *dout, int ldd, const real *inp,
+                         const real *w, int N, int C, int OC, WeightLayout layout) {
+    linear_backward_beta(dinp, 0, dw, db, dout, ldd, inp, w, N, C, OC, layout);
 }

@@ -404,9 +404,11 @@ double model_xent(Model *m, const Batch *b, double label_smoothing, int backward
 static void zero(real *x, long n) { memset(x, 0, (size_t)n * sizeof(real)); }
 
 /* d_f: gradient of the sub-layer output before residual dropout; dx: where the gradient of
- * the sub-layer input goes (+=). */
+ * the sub-layer input goes: overwritten when dx_set, else added. */
 static void sublayer_backward(const BlockCtx *x, BlockActs *k, const LayerParams *lp, LayerParams *gp,
-                              int kind, const real *inp, const real *d_f, real *dx) {
+                              int kind, const real *inp, const real *d_f, real *dx, int dx_set) {
+    void (*lin_dx)(real *, real *, real *, const real *, int, const real *, const real *, int, int, int,
+                   WeightLayout) = dx_set ? linear_backward_set : linear_backward;
     Model *m = x->m;
     ModelActs *a = m->acts;
     const ModelConfig *c = &m->cfg;
@@ -418,37 +420,30 @@ static void sublayer_backward(const BlockCtx *x, BlockActs *k, const LayerParams
         const AttnParams *w = &lp->self;
         AttnParams *g = &gp->self;
         WeightLayout lay = gpt2 ? W_IN_OUT : W_OUT_IN;
-        zero(a->d_att, (long)N * C);
-        linear_backward(a->d_att, g->o_w, g->o_b, d_f, C, k->att, w->o_w, N, C, C, lay);
-        zero(a->d_q, (long)N * 3 * C);
+        linear_backward_set(a->d_att, g->o_w, g->o_b, d_f, C, k->att, w->o_w, N, C, C, lay);
         attention_backward(a->d_q, a->d_q + C, a->d_q + 2 * C, a->d_att, k->probs, k->q, 3 * C, k->q + C, 3 * C,
                            k->q + 2 * C, 3 * C, x->B, x->Tq, x->Tq, x->H, C, scale, &drop, a->att_scratch);
-        linear_backward(dx, g->q_w, g->q_b, a->d_q, 3 * C, inp, w->q_w, N, C, 3 * C, lay);
+        lin_dx(dx, g->q_w, g->q_b, a->d_q, 3 * C, inp, w->q_w, N, C, 3 * C, lay);
     } else if (kind == BLOCK_CROSS) {
         const AttnParams *w = &lp->cross;
         AttnParams *g = &gp->cross;
         int Ns = x->B * x->Tk;
-        zero(a->d_att, (long)N * C);
-        linear_backward(a->d_att, g->o_w, g->o_b, d_f, C, k->att, w->o_w, N, C, C, W_OUT_IN);
-        zero(a->d_q, (long)N * C);
-        zero(a->d_kv, (long)Ns * 2 * C);
+        linear_backward_set(a->d_att, g->o_w, g->o_b, d_f, C, k->att, w->o_w, N, C, C, W_OUT_IN);
         attention_backward(a->d_q, a->d_kv, a->d_kv + C, a->d_att, k->probs, k->q, C, k->kv, 2 * C, k->kv + C,
                            2 * C, x->B, x->Tq, x->Tk, x->H, C, scale, &drop, a->att_scratch);
-        linear_backward(dx, g->q_w, g->q_b, a->d_q, C, inp, w->q_w, N, C, C, W_OUT_IN);
+        lin_dx(dx, g->q_w, g->q_b, a->d_q, C, inp, w->q_w, N, C, C, W_OUT_IN);
         linear_backward(a->d_enc_out, g->k_w, g->k_b, a->d_kv, 2 * C, x->enc_out, w->k_w, Ns, C, 2 * C, W_OUT_IN);
     } else {
         WeightLayout lay = gpt2 ? W_IN_OUT : W_OUT_IN;
         long NF = (long)N * x->F;
         real *d_h3 = a->d_h3, *d_h2 = k->h3 != k->h2 ? a->d_h2 : a->d_h3;
-        zero(d_h3, NF);
-        linear_backward(d_h3, gp->fc2_w, gp->fc2_b, d_f, C, k->h3, lp->fc2_w, N, x->F, C, lay);
+        linear_backward_set(d_h3, gp->fc2_w, gp->fc2_b, d_f, C, k->h3, lp->fc2_w, N, x->F, C, lay);
         if (d_h2 != d_h3) {
             zero(d_h2, NF);
             dropout_backward(d_h2, k->h_mask, d_h3, NF, c->act_dropout);
         }
-        zero(a->d_h1, NF);
-        gelu_backward(a->d_h1, k->h1, d_h2, NF, c->act);
-        linear_backward(dx, gp->fc1_w, gp->fc1_b, a->d_h1, x->F, inp, lp->fc1_w, N, C, x->F, lay);
+        gelu_backward_set(a->d_h1, k->h1, d_h2, NF, c->act);
+        lin_dx(dx, gp->fc1_w, gp->fc1_b, a->d_h1, x->F, inp, lp->fc1_w, N, C, x->F, lay);
     }
 }
 
@@ -474,8 +469,7 @@ static void block_backward(const BlockCtx *x, BlockActs *k, const LayerParams *l
             dropout_backward(a->d_f, k->f_mask, a->d_stream, N * C, c->dropout);
             d_f = a->d_f;
         }
-        zero(a->d_ln, N * C);
-        sublayer_backward(x, k, lp, gp, kind, k->ln_out, d_f, a->d_ln);
+        sublayer_backward(x, k, lp, gp, kind, k->ln_out, d_f, a->d_ln, 1);
         layernorm_backward(a->d_stream, glw, glb, a->d_ln, k->in, lw, k->ln_mean, k->ln_rstd, (int)N, (int)C);
     } else {
         zero(a->d_sum, N * C);
@@ -487,7 +481,7 @@ static void block_backward(const BlockCtx *x, BlockActs *k, const LayerParams *l
             dropout_backward(a->d_f, k->f_mask, a->d_sum, N * C, c->dropout);
             d_f = a->d_f;
         }
-        sublayer_backward(x, k, lp, gp, kind, k->in, d_f, a->d_stream);
+        sublayer_backward(x, k, lp, gp, kind, k->in, d_f, a->d_stream, 0);
     }
 }
 

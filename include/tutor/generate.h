@@ -1,0 +1,87 @@
+/* generate.h: text generation with a tutor model: greedy search, beam search (Hugging Face's
+ * BeamSearchScorer rules) and sampling (temperature, top-k, top-p), K results per input,
+ * batched over inputs and hypotheses with a key/value cache. Decoding settings follow Hugging
+ * Face's GenerationConfig and are read from / written to its generation_config.json.
+ * docs/generation.md describes the methods and the semantics followed. */
+#ifndef TUTOR_GENERATE_H
+#define TUTOR_GENERATE_H
+
+#include <stdint.h>
+
+#include "tutor/model.h"
+
+/* Hugging Face's early_stopping: false (heuristic), true, or "never". */
+enum { EARLY_STOP_HEURISTIC = 0, EARLY_STOP_TRUE = 1, EARLY_STOP_NEVER = 2 };
+
+typedef struct {
+    int max_new_tokens;      /* -1: unset, then max_length applies */
+    int max_length;          /* HF: prompt (decoder-only) or decoder start (enc-dec) + new; 20 */
+    int min_new_tokens;      /* eos is suppressed until this many new tokens; 0 */
+    int min_length;          /* HF's absolute form of the same; 0 */
+    int num_beams;           /* 1 = no beam search */
+    double length_penalty;   /* beam score = sum_logprobs / new_tokens ** length_penalty; 1.0 */
+    int early_stopping;      /* EARLY_STOP_*; HF default false */
+    int do_sample;
+    double temperature;      /* 1.0 */
+    int top_k;               /* 50 as in HF; 0 = off */
+    double top_p;            /* 1.0 = off */
+    int no_repeat_ngram_size;
+    double repetition_penalty; /* 1.0 = off */
+    int num_return_sequences;  /* results per input; <= num_beams under beam search */
+    int decoder_start_id, bos_id, eos_id, pad_id, forced_bos_id, forced_eos_id; /* -1: none */
+    uint64_t seed;             /* sampling; each input draws from its own stream (seed, index) */
+    int full_recompute;        /* testing: each step runs the model on the whole prefix, no cache */
+} GenConfig;
+
+/* Hugging Face's defaults (GenerationConfig()) with no token ids. */
+void gen_config_default(GenConfig *g);
+/* Defaults plus the token ids a model's config.json carries. */
+void gen_config_from_model(GenConfig *g, const ModelConfig *c);
+/* Overrides g with the keys present in a generation_config.json. 0 or -1 ("PATH: reason"). */
+int gen_config_load(GenConfig *g, const char *path);
+/* Writes generation_config.json (atomically), the keys above that differ from HF's defaults
+ * plus the token ids. 0 or -1. */
+int gen_config_save(const GenConfig *g, const char *path);
+/* Checks values (ranges, num_return_sequences <= num_beams, ...). 0 or -1 with the reason. */
+int gen_config_check(const GenConfig *g);
+
+/* One result: the new tokens (eos included when generated, not the prompt or decoder start),
+ * their log-probability under the model's unmodified distribution (sum of log-softmax of the
+ * raw logits), and the ranking score: beam search's sum_logprobs / len ** length_penalty
+ * (sum of the processed scores the search used); for greedy and sampling, the logprob. */
+typedef struct {
+    const int *tokens;
+    int n_tokens;
+    double score, logprob;
+} GenHypothesis;
+
+typedef struct {
+    int n;                 /* num_return_sequences */
+    GenHypothesis *hyps;   /* best first under beam search; sample order otherwise */
+} GenOutput;
+
+typedef struct Generator Generator;
+
+/* A generator for a model and settings, with every buffer sized for calls of up to
+ * max_inputs inputs of up to max_src_tokens tokens (source for encoder-decoders, prompt for
+ * decoder-only models). The model must outlive it; its activation arena is used for the
+ * encoder. NULL with a reason on error. */
+Generator *generator_new(Model *m, const GenConfig *g, int max_inputs, int max_src_tokens);
+void generator_free(Generator *gen);
+/* Generates for n inputs: src[i] holds src_len[i] token ids (an encoder-decoder's source,
+ * with its special tokens; a decoder-only model's prompt), stream[i] picks input i's random
+ * stream (its index in the data, so results do not depend on batching or threads).
+ * *out receives n outputs, valid until the next call. Allocates nothing. 0 or -1. */
+int generator_run(Generator *gen, int n, const int *const *src, const int *src_len, const uint64_t *stream,
+                  const GenOutput **out);
+/* Largest number of new tokens an input may receive (from max_new_tokens / max_length). */
+int gen_max_new_tokens(const GenConfig *g, const ModelConfig *c, int prompt_len);
+
+/* ---- Pseudo-target files (JSONL) ------------------------------------------------------------ */
+
+/* For --resume: counts the complete lines of an output file and cuts a partial last line
+ * (a killed run's), so that writing may continue after them. A missing file counts 0.
+ * 0 or -1. */
+int gen_output_resume(const char *path, long *n_complete);
+
+#endif
