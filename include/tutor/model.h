@@ -31,6 +31,10 @@ void model_config_default(ModelConfig *c, Arch arch);
 /* Reads/writes Hugging Face's config.json (keys of BartConfig/MBartConfig/GPT2Config). */
 int model_config_load(ModelConfig *c, const char *path);
 int model_config_save(const ModelConfig *c, const char *path);
+/* Fills c from a parsed HF-style config object (cJSON); model_type defaults to default_type
+ * when absent (NULL: required). path names the source in errors. */
+struct cJSON;
+int model_config_from_json(ModelConfig *c, const struct cJSON *o, const char *path, const char *default_type);
 /* Applies "key": value overrides from a JSON object text (our own config keys or HF's). */
 int model_config_check(const ModelConfig *c);
 static inline int model_is_encdec(const ModelConfig *c) { return c->arch != ARCH_GPT2; }

@@ -61,6 +61,8 @@ int model_config_check(const ModelConfig *c) {
     return 0;
 }
 
+static int config_from_json_typed(ModelConfig *c, const cJSON *o, const char *path, const char *type, int lenient);
+
 static int get_int(const cJSON *o, const char *key, int *out, int required, const char *path) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!v || cJSON_IsNull(v)) {
@@ -101,23 +103,31 @@ static int parse_act(const cJSON *o, GeluKind *act, const char *path) {
     return 0;
 }
 
-/* Fills c from a parsed config object; path names the source in errors. */
-static int config_from_json(ModelConfig *c, const cJSON *o, const char *path) {
+int model_config_from_json(ModelConfig *c, const cJSON *o, const char *path, const char *default_type) {
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(o, "model_type");
+    if (!mt && default_type) return config_from_json_typed(c, o, path, default_type, 1);
     if (!cJSON_IsString(mt)) return tt_err("%s: missing \"model_type\" (bart, mbart or gpt2)", path);
+    return config_from_json_typed(c, o, path, mt->valuestring, default_type != NULL);
+}
+
+/* Fills c from a parsed config object; path names the source in errors. */
+/* lenient: keys absent from o keep model_config_default's values (configs written by hand
+ * for training from scratch); otherwise the size keys are required (HF's files). */
+static int config_from_json_typed(ModelConfig *c, const cJSON *o, const char *path, const char *type, int lenient) {
+    int req = !lenient;
     Arch arch;
-    if (!strcmp(mt->valuestring, "gpt2")) arch = ARCH_GPT2;
-    else if (!strcmp(mt->valuestring, "bart")) arch = ARCH_BART;
-    else if (!strcmp(mt->valuestring, "mbart")) arch = ARCH_MBART;
-    else return tt_err("%s: model_type \"%s\" is not supported (bart, mbart or gpt2)", path, mt->valuestring);
+    if (!strcmp(type, "gpt2")) arch = ARCH_GPT2;
+    else if (!strcmp(type, "bart")) arch = ARCH_BART;
+    else if (!strcmp(type, "mbart")) arch = ARCH_MBART;
+    else return tt_err("%s: model_type \"%s\" is not supported (bart, mbart or gpt2)", path, type);
     model_config_default(c, arch);
     int rc = 0;
     if (arch == ARCH_GPT2) {
-        rc |= get_int(o, "vocab_size", &c->vocab_size, 1, path);
-        rc |= get_int(o, "n_embd", &c->d_model, 1, path);
-        rc |= get_int(o, "n_layer", &c->dec_layers, 1, path);
-        rc |= get_int(o, "n_head", &c->dec_heads, 1, path);
-        rc |= get_int(o, "n_positions", &c->max_positions, 1, path);
+        rc |= get_int(o, "vocab_size", &c->vocab_size, req, path);
+        rc |= get_int(o, "n_embd", &c->d_model, req, path);
+        rc |= get_int(o, "n_layer", &c->dec_layers, req, path);
+        rc |= get_int(o, "n_head", &c->dec_heads, req, path);
+        rc |= get_int(o, "n_positions", &c->max_positions, req, path);
         c->dec_ffn = 4 * c->d_model;
         rc |= get_int(o, "n_inner", &c->dec_ffn, 0, path);
         rc |= get_double(o, "layer_norm_epsilon", &c->ln_eps, path);
@@ -133,15 +143,15 @@ static int config_from_json(ModelConfig *c, const cJSON *o, const char *path) {
         const cJSON *si = cJSON_GetObjectItemCaseSensitive(o, "scale_attn_by_inverse_layer_idx");
         if (si && cJSON_IsTrue(si)) return tt_err("%s: scale_attn_by_inverse_layer_idx is not supported", path);
     } else {
-        rc |= get_int(o, "vocab_size", &c->vocab_size, 1, path);
-        rc |= get_int(o, "d_model", &c->d_model, 1, path);
-        rc |= get_int(o, "encoder_layers", &c->enc_layers, 1, path);
-        rc |= get_int(o, "decoder_layers", &c->dec_layers, 1, path);
-        rc |= get_int(o, "encoder_attention_heads", &c->enc_heads, 1, path);
-        rc |= get_int(o, "decoder_attention_heads", &c->dec_heads, 1, path);
-        rc |= get_int(o, "encoder_ffn_dim", &c->enc_ffn, 1, path);
-        rc |= get_int(o, "decoder_ffn_dim", &c->dec_ffn, 1, path);
-        rc |= get_int(o, "max_position_embeddings", &c->max_positions, 1, path);
+        rc |= get_int(o, "vocab_size", &c->vocab_size, req, path);
+        rc |= get_int(o, "d_model", &c->d_model, req, path);
+        rc |= get_int(o, "encoder_layers", &c->enc_layers, req, path);
+        rc |= get_int(o, "decoder_layers", &c->dec_layers, req, path);
+        rc |= get_int(o, "encoder_attention_heads", &c->enc_heads, req, path);
+        rc |= get_int(o, "decoder_attention_heads", &c->dec_heads, req, path);
+        rc |= get_int(o, "encoder_ffn_dim", &c->enc_ffn, req, path);
+        rc |= get_int(o, "decoder_ffn_dim", &c->dec_ffn, req, path);
+        rc |= get_int(o, "max_position_embeddings", &c->max_positions, req, path);
         const cJSON *se = cJSON_GetObjectItemCaseSensitive(o, "scale_embedding");
         c->scale_embedding = se && cJSON_IsTrue(se);
         rc |= get_float(o, "dropout", &c->dropout, path);
@@ -170,7 +180,7 @@ int model_config_load(ModelConfig *c, const char *path) {
         cJSON_Delete(o);
         return tt_err("%s: not a JSON object", path);
     }
-    int rc = config_from_json(c, o, path);
+    int rc = model_config_from_json(c, o, path, NULL);
     cJSON_Delete(o);
     return rc;
 }

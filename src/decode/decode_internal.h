@@ -1,0 +1,79 @@
+/* decode_internal.h: the pieces of src/decode/ shared between its files and its tests: the
+ * incremental decoder with its key/value cache (decoder_step.c) and the logits processors
+ * and token choosers (logits_process.c). */
+#ifndef TUTOR_DECODE_INTERNAL_H
+#define TUTOR_DECODE_INTERNAL_H
+
+#include "tutor/generate.h"
+
+/* The key/value cache is a pool of rows: every token the decoder has seen, in every layer,
+ * keeps its key and value (C reals each) in one pool row, and a hypothesis holds a table of
+ * the pool rows of its positions. Beam search then reorders hypotheses by copying their
+ * small tables, never the keys and values, and hypotheses sharing a prefix (the beams of
+ * one input, a prompt's K samples) share its rows. Cross-attention keys/values are kept
+ * once per source. */
+typedef struct {
+    Model *m;
+    int L, C, H, D, F, V;
+    int encdec, gpt2, preln;
+    int max_rows;           /* rows (tokens) of one step */
+    long pool_cap, pool_used;
+    real *k_pool, *v_pool;  /* (L, pool_cap, C) */
+    int max_inputs, max_src;
+    real *cross_kv;         /* (L, max_inputs * max_src, 2C): k | v of each source token */
+    int S;                  /* padded source length of the current batch */
+    int *src_len;           /* (max_inputs) valid source tokens per input */
+    int max_ctx;            /* longest self-attention context (positions) */
+    real *x, *ln, *qkv, *att, *proj, *hid; /* step activations, max_rows rows */
+    real *scores;           /* (parts, max(max_ctx, max_src)) attention scratch */
+    int parts;
+    int *src_pad, *src_mask; /* (max_inputs, max_src) encoder input */
+} DecodeCache;
+
+/* Sizes every buffer: max_rows tokens per step, pool_rows cached tokens, max_ctx positions
+ * per hypothesis, max_inputs sources of up to max_src tokens. 0 or -1. */
+int decode_cache_init(DecodeCache *dc, Model *m, int max_rows, long pool_rows, int max_ctx, int max_inputs,
+                      int max_src);
+void decode_cache_free(DecodeCache *dc);
+
+/* Starts a batch: empties the pool; for an encoder-decoder encodes the n sources (src[i],
+ * src_len[i] tokens) and computes every layer's cross-attention keys/values once. */
+int decode_cache_begin(DecodeCache *dc, int n, const int *const *src, const int *src_len);
+
+/* One decoder step over M rows. Row i feeds token tok[i] at position pos[i] for input
+ * input[i]; table[i][0 .. pos[i]) holds the pool rows of its earlier positions, and the step
+ * writes table[i][pos[i]] (rows may share a table: a prompt's tokens fed in one step see each
+ * other). Afterwards logits (n_logits, V) hold the next-token logits of rows logit_rows[j]. */
+typedef struct {
+    int M;
+    const int *tok, *pos, *input;
+    int *const *table;
+} StepRows;
+int decode_step(DecodeCache *dc, const StepRows *r, const int *logit_rows, int n_logits, real *logits);
+
+/* Testing: runs the beam search path even with one beam (HF would run greedy search). */
+void generator_use_beam_search(Generator *gen);
+
+/* ---- logits processors (Hugging Face's, in its order) ---- */
+
+/* What the processors need to know of one hypothesis. */
+typedef struct {
+    const int *seq;  /* the whole sequence: prompt (or decoder start) + new tokens */
+    int len;         /* tokens in seq */
+    int n_new;       /* new tokens in seq */
+    int max_new;     /* this input's budget of new tokens */
+} HypView;
+
+/* Applies repetition penalty, no-repeat n-gram, minimum length, forced BOS and forced EOS
+ * to scores (V) in place (raw logits for greedy/sampling, log-probabilities for beam search,
+ * as HF does). mark: V bytes of zeroed scratch, left zeroed. */
+void logits_process(const GenConfig *g, const HypView *h, float *scores, int V, unsigned char *mark);
+/* Temperature, top-k, top-p (HF's warpers, in its order): removed tokens become -inf.
+ * work: 2*V floats + V ints of scratch. */
+void logits_warp(const GenConfig *g, float *scores, int V, float *work, int *iwork);
+/* Draws a token from softmax(scores) (-inf = never) with u uniform in [0, 1). */
+int sample_from_scores(const float *scores, int V, double u);
+/* Index of the largest score (the first on ties). */
+int argmax_scores(const float *scores, int V);
+
+#endif

@@ -1,0 +1,36 @@
+/* gen_output.c: the pseudo-target file's resume point. Results are written one JSON line per
+ * input and flushed, so a killed run leaves complete lines and perhaps one torn line; resuming
+ * keeps the complete ones, cuts the torn one and skips that many inputs. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tutor/generate.h"
+
+int gen_output_resume(const char *path, long *n_complete) {
+    *n_complete = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (errno == ENOENT) return 0;
+        return tt_err("%s: %s", path, strerror(errno));
+    }
+    long lines = 0, end_of_last = 0, pos = 0;
+    char buf[65536];
+    size_t got;
+    while ((got = fread(buf, 1, sizeof buf, f)) > 0) {
+        for (size_t i = 0; i < got; i++)
+            if (buf[i] == '\n') {
+                lines++;
+                end_of_last = pos + (long)i + 1;
+            }
+        pos += (long)got;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) return tt_err("%s: read error", path);
+    if (pos != end_of_last && truncate(path, end_of_last))
+        return tt_err("%s: cannot cut the partial last line: %s", path, strerror(errno));
+    *n_complete = lines;
+    return 0;
+}

@@ -1,0 +1,159 @@
+/* logits_process.c: what Hugging Face's LogitsProcessors and LogitsWarpers do to a row of
+ * next-token scores before a token is chosen (repetition penalty, no-repeat n-grams, minimum
+ * length, forced BOS/EOS; temperature, top-k, top-p), and the choosers (argmax, a draw).
+ * Semantics and order are those of transformers 4.36 (docs/generation.md). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "decode_internal.h"
+
+static void force_token(float *scores, int V, int tok) {
+    for (int v = 0; v < V; v++) scores[v] = -INFINITY;
+    scores[tok] = 0;
+}
+
+void logits_process(const GenConfig *g, const HypView *h, float *scores, int V, unsigned char *mark) {
+    if (g->repetition_penalty != 1.0) {
+        /* each distinct token of the sequence once: logit > 0 ? logit / p : logit * p */
+        float pen = (float)g->repetition_penalty;
+        for (int i = 0; i < h->len; i++) {
+            int t = h->seq[i];
+            if (t < 0 || t >= V || mark[t]) continue;
+            mark[t] = 1;
+            scores[t] = scores[t] < 0 ? scores[t] * pen : scores[t] / pen;
+        }
+        for (int i = 0; i < h->len; i++)
+            if (h->seq[i] >= 0 && h->seq[i] < V) mark[h->seq[i]] = 0;
+    }
+    int n = g->no_repeat_ngram_size;
+    if (n > 0 && h->len + 1 >= n) {
+        /* ban every token that would complete an n-gram already in the sequence */
+        const int *key = h->seq + h->len - (n - 1);
+        for (int i = 0; i + n <= h->len; i++) {
+            if (n > 1 && memcmp(h->seq + i, key, sizeof(int) * (size_t)(n - 1))) continue;
+            scores[h->seq[i + n - 1]] = -INFINITY;
+        }
+    }
+    if (g->eos_id >= 0 && g->eos_id < V && (h->n_new < g->min_new_tokens || h->len < g->min_length))
+        scores[g->eos_id] = -INFINITY;
+    if (g->forced_bos_id >= 0 && h->len == 1) force_token(scores, V, g->forced_bos_id);
+    /* HF forces eos when cur_len == max_length - 1, i.e. for the last new token allowed */
+    if (g->forced_eos_id >= 0 && h->n_new == h->max_new - 1) force_token(scores, V, g->forced_eos_id);
+}
+
+/* k-th largest of x (n values, 1 <= k <= n); x is reordered. Hoare-style quickselect. */
+static float kth_largest(float *x, int n, int k) {
+    int lo = 0, hi = n - 1, want = k - 1;
+    while (lo < hi) {
+        float pivot = x[lo + (hi - lo) / 2];
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (x[i] > pivot) i++;
+            while (x[j] < pivot) j--;
+            if (i <= j) {
+                float t = x[i];
+                x[i] = x[j];
+                x[j] = t;
+                i++;
+                j--;
+            }
+        }
+        if (want <= j) hi = j;
+        else if (want >= i) lo = i;
+        else return x[want];
+    }
+    return x[want];
+}
+
+typedef struct {
+    float p;
+    int id;
+} ProbId;
+
+static int cmp_prob_desc(const void *a, const void *b) {
+    const ProbId *x = a, *y = b;
+    if (x->p != y->p) return x->p > y->p ? -1 : 1;
+    return x->id - y->id;
+}
+
+void logits_warp(const GenConfig *g, float *scores, int V, float *work, int *iwork) {
+    if (g->temperature != 1.0) {
+        float t = (float)g->temperature;
+        for (int v = 0; v < V; v++) scores[v] /= t;
+    }
+    if (g->top_k > 0 && g->top_k < V) {
+        /* HF keeps every token whose score reaches the k-th largest (ties kept) */
+        memcpy(work, scores, sizeof(float) * (size_t)V);
+        float kth = kth_largest(work, V, g->top_k);
+        for (int v = 0; v < V; v++)
+            if (scores[v] < kth) scores[v] = -INFINITY;
+    }
+    if (g->top_p < 1.0) {
+        /* HF: sort ascending, remove tokens whose cumulative probability is <= 1 - top_p; in
+         * descending order that keeps a token iff the mass strictly above it is < top_p. Only
+         * tokens of probability >= tau can be kept once the mass of those reaches top_p, so
+         * the sort is over those. */
+        float mx = -INFINITY;
+        for (int v = 0; v < V; v++) mx = scores[v] > mx ? scores[v] : mx;
+        double sum = 0;
+        for (int v = 0; v < V; v++) sum += scores[v] == -INFINITY ? 0 : exp((double)scores[v] - mx);
+        ProbId *cand = (ProbId *)work;
+        double tau = 1e-3;
+        int nc;
+        for (;;) {
+            nc = 0;
+            double mass = 0;
+            for (int v = 0; v < V; v++) {
+                if (scores[v] == -INFINITY) continue;
+                double pv = exp((double)scores[v] - mx) / sum;
+                if (pv >= tau) {
+                    cand[nc].p = (float)pv;
+                    cand[nc].id = v;
+                    nc++;
+                    mass += pv;
+                }
+            }
+            if (mass >= g->top_p || tau == 0) break;
+            tau = tau < 1e-9 ? 0 : tau * 1e-2;
+        }
+        qsort(cand, (size_t)nc, sizeof *cand, cmp_prob_desc);
+        double above = 0;
+        int keep = 0;
+        for (; keep < nc; keep++) {
+            if (keep > 0 && above >= g->top_p) break;
+            above += cand[keep].p;
+        }
+        unsigned char *kept = (unsigned char *)iwork;
+        memset(kept, 0, (size_t)V);
+        for (int i = 0; i < keep; i++) kept[cand[i].id] = 1;
+        for (int v = 0; v < V; v++)
+            if (!kept[v]) scores[v] = -INFINITY;
+    }
+}
+
+int sample_from_scores(const float *scores, int V, double u) {
+    float mx = -INFINITY;
+    int last = 0;
+    for (int v = 0; v < V; v++) {
+        if (scores[v] > mx) mx = scores[v];
+        if (scores[v] != -INFINITY) last = v;
+    }
+    double sum = 0;
+    for (int v = 0; v < V; v++)
+        if (scores[v] != -INFINITY) sum += exp((double)scores[v] - mx);
+    double target = u * sum, acc = 0;
+    for (int v = 0; v < V; v++) {
+        if (scores[v] == -INFINITY) continue;
+        acc += exp((double)scores[v] - mx);
+        if (acc > target) return v;
+    }
+    return last;
+}
+
+int argmax_scores(const float *scores, int V) {
+    int best = 0;
+    for (int v = 1; v < V; v++)
+        if (scores[v] > scores[best]) best = v;
+    return best;
+}
