@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "tutor/model.h"
+#include "tutor/tokenizer.h"
 
 /* Hugging Face's early_stopping: false (heuristic), true, or "never". */
 enum { EARLY_STOP_HEURISTIC = 0, EARLY_STOP_TRUE = 1, EARLY_STOP_NEVER = 2 };
@@ -78,6 +79,30 @@ int generator_run(Generator *gen, int n, const int *const *src, const int *src_l
 int gen_max_new_tokens(const GenConfig *g, const ModelConfig *c, int prompt_len);
 
 /* ---- Pseudo-target files (JSONL) ------------------------------------------------------------ */
+
+/* Generating for a whole JSONL file: each line's source is encoded as training does
+ * (<s> text </s>, specials in the text kept as plain text), truncated to max_source_tokens
+ * (the closing </s> kept), and one line is written per input, in input order, flushed as
+ * soon as its batch is done:
+ *   {"id": ..., "source": ..., "targets": [...], "scores": [...], "logprobs": [...]}
+ * Targets are decoded with special tokens skipped. Input i draws from random stream i, so
+ * results do not depend on batch size, threads or resuming. */
+typedef struct {
+    const char *input_path;
+    const char *output_path;   /* NULL: standard output */
+    const char *source_field;  /* default "source" */
+    const char *id_field;      /* default "id" */
+    int batch_size;            /* inputs per batch (default 16) */
+    int max_source_tokens;     /* default 256 */
+    int resume;                /* keep the output's complete lines and skip their inputs */
+    /* called after each batch: inputs done (skipped ones included), total, seconds */
+    void (*progress)(long done, long total, double elapsed_s, void *ctx);
+    void *progress_ctx;
+} GenFileOptions;
+
+void gen_file_options_default(GenFileOptions *o);
+/* 0, or -1 with "FILE:LINE: reason" (input) or another reason. */
+int generate_file(Model *m, const Tokenizer *tok, const GenConfig *g, const GenFileOptions *o);
 
 /* For --resume: counts the complete lines of an output file and cuts a partial last line
  * (a killed run's), so that writing may continue after them. A missing file counts 0.

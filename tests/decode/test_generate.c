@@ -241,7 +241,7 @@ static Model *tiny_model(Arch arch, uint64_t seed) {
     c.dec_ffn = 32;
     c.max_positions = 16;
     c.dropout = c.attn_dropout = c.act_dropout = 0;
-    c.init_std = 0.8;
+    c.init_std = 0.3;
     if (arch == ARCH_GPT2) c.pad_id = -1;
     Model *m = model_new(&c, seed);
     cr_assert(m, "%s", tt_errmsg());
@@ -295,7 +295,8 @@ static void exhaust(Exhaustive *x, int *toks, int n, double lp) {
     }
 }
 
-static void check_exhaustive(Arch arch, double length_penalty, uint64_t seed) {
+/* Returns 1 when the best sequence ends with eos. */
+static int check_exhaustive(Arch arch, double length_penalty, uint64_t seed) {
     Model *m = tiny_model(arch, seed);
     GenConfig g;
     gen_config_from_model(&g, &m->cfg);
@@ -321,15 +322,21 @@ static void check_exhaustive(Arch arch, double length_penalty, uint64_t seed) {
     for (int t = 0; t < x.best_n; t++) cr_expect_eq(h->tokens[t], x.best[t]);
     cr_expect(fabs(h->score - x.best_score) < 1e-5, "score %.7f vs %.7f", h->score, x.best_score);
     cr_expect(fabs(h->logprob - x.best_lp) < 1e-5);
+    int ends_eos = x.best[x.best_n - 1] == g.eos_id;
     generator_free(gen);
     model_free(m);
+    return ends_eos;
 }
 
 Test(generate, wide_beam_finds_the_exhaustive_best) {
-    check_exhaustive(ARCH_MBART, 1.0, 5);
-    check_exhaustive(ARCH_BART, 0.0, 6);
-    check_exhaustive(ARCH_BART, 2.0, 8);
-    check_exhaustive(ARCH_GPT2, 1.0, 9);
+    const Arch archs[] = {ARCH_BART, ARCH_MBART, ARCH_GPT2};
+    const double penalties[] = {0.0, 1.0, 2.0, -0.5};
+    int eos_best = 0, cases = 0;
+    for (int a = 0; a < 3; a++)
+        for (int p = 0; p < 4; p++)
+            for (uint64_t seed = 1; seed <= 3; seed++, cases++) eos_best += check_exhaustive(archs[a], penalties[p], seed + 10 * p);
+    cr_log_info("%d of %d best sequences end with eos", eos_best, cases);
+    cr_expect(eos_best > 0 && eos_best < cases, "both kinds of best sequence are covered");
 }
 
 Test(generate, batching_does_not_change_results) {

@@ -539,8 +539,12 @@ def parity(args):
         out["grad." + n] = params[n].grad.detach().float().numpy().copy()
 
     # Decay only matrices (ndim >= 2): never biases, LayerNorm or final_logits_bias.
-    decay = [params[n] for n in names if params[n].dim() >= 2]
-    no_decay = [params[n] for n in names if params[n].dim() < 2]
+    # tutor's rule (ParamInfo.decay): matrices and embeddings decay; biases, LayerNorm and
+    # final_logits_bias (a [1, V] bias) do not.
+    def decays(n):
+        return params[n].dim() >= 2 and n != "final_logits_bias"
+    decay = [params[n] for n in names if decays(n)]
+    no_decay = [params[n] for n in names if not decays(n)]
     opt_kw = {}
     if "foreach" in torch.optim.AdamW.__init__.__code__.co_varnames:
         opt_kw["foreach"] = False   # the plain per-tensor loop, the clearest reference
