@@ -98,6 +98,7 @@ tests: $(TEST_BIN) $(GRAD_BIN) $(BUILD)/tutor
 test:
 	@scripts/deps.sh test
 	@$(MAKE) --no-print-directory all tests
+	@scripts/debdesc-fetch.sh >/dev/null
 	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) scripts/run-tests.sh $(TEST_BIN) $(GRAD_BIN)
 
 bench: all $(BENCH_BIN)
