@@ -51,6 +51,11 @@ typedef struct {
 } StepRows;
 int decode_step(DecodeCache *dc, const StepRows *r, const int *logit_rows, int n_logits, real *logits);
 
+/* linear_forward for the few rows of a decoding step: streaming kernels below a row count
+ * where sgemm's packing of the weights dominates, gemm above it. */
+void decode_linear(real *out, int ldo, const real *inp, const real *w, const real *b, int M, int K, int N,
+                   WeightLayout layout);
+
 /* Testing: runs the beam search path even with one beam (HF would run greedy search). */
 void generator_use_beam_search(Generator *gen);
 
@@ -73,6 +78,8 @@ void logits_process(const GenConfig *g, const HypView *h, float *scores, int V, 
 void logits_warp(const GenConfig *g, float *scores, int V, float *work, int *iwork);
 /* Draws a token from softmax(scores) (-inf = never) with u uniform in [0, 1). */
 int sample_from_scores(const float *scores, int V, double u);
+/* log(sum(exp(x))) of a row (V), in vector lanes. */
+double row_logsumexp(const float *x, int V);
 /* Index of the largest score (the first on ties). */
 int argmax_scores(const float *scores, int V);
 

@@ -202,7 +202,7 @@ static void step_block(DecodeCache *dc, const StepRows *r, int l, int kind) {
     real scale = (real)(1.0 / sqrt((double)dc->D));
     if (kind == 0) {
         const AttnParams *a = &lp->self;
-        linear_forward(dc->qkv, 3 * C, inp, a->q_w, a->q_b, M, C, 3 * C, lay);
+        decode_linear(dc->qkv, 3 * C, inp, a->q_w, a->q_b, M, C, 3 * C, lay);
         /* row i's key and value go to pool row pool_used + i (see decode_step) */
         long base = (long)l * dc->pool_cap + dc->pool_used;
         for (int i = 0; i < M; i++) {
@@ -211,17 +211,17 @@ static void step_block(DecodeCache *dc, const StepRows *r, int l, int kind) {
         }
         AttnStepJob j = {dc, r, l, 0, dc->qkv, 3 * C, scale};
         tt_parallel_range(M * dc->H, attention_rows, &j);
-        linear_forward(dc->proj, C, dc->att, a->o_w, a->o_b, M, C, C, lay);
+        decode_linear(dc->proj, C, dc->att, a->o_w, a->o_b, M, C, C, lay);
     } else if (kind == 1) {
         const AttnParams *a = &lp->cross;
-        linear_forward(dc->qkv, C, inp, a->q_w, a->q_b, M, C, C, W_OUT_IN);
+        decode_linear(dc->qkv, C, inp, a->q_w, a->q_b, M, C, C, W_OUT_IN);
         AttnStepJob j = {dc, r, l, 1, dc->qkv, C, scale};
         tt_parallel_range(M * dc->H, attention_rows, &j);
-        linear_forward(dc->proj, C, dc->att, a->o_w, a->o_b, M, C, C, W_OUT_IN);
+        decode_linear(dc->proj, C, dc->att, a->o_w, a->o_b, M, C, C, W_OUT_IN);
     } else {
-        linear_forward(dc->hid, dc->F, inp, lp->fc1_w, lp->fc1_b, M, C, dc->F, lay);
+        decode_linear(dc->hid, dc->F, inp, lp->fc1_w, lp->fc1_b, M, C, dc->F, lay);
         gelu_forward(dc->hid, dc->hid, (long)M * dc->F, c->act);
-        linear_forward(dc->proj, C, dc->hid, lp->fc2_w, lp->fc2_b, M, dc->F, C, lay);
+        decode_linear(dc->proj, C, dc->hid, lp->fc2_w, lp->fc2_b, M, dc->F, C, lay);
     }
     long n = (long)M * C;
     if (dc->preln) {
@@ -268,7 +268,7 @@ int decode_step(DecodeCache *dc, const StepRows *r, const int *logit_rows, int n
         layernorm_forward(dc->ln, NULL, NULL, dc->att, p->dec_ln_final_w, p->dec_ln_final_b, n_logits, C, c->ln_eps);
         y = dc->ln;
     }
-    linear_forward(logits, dc->V, y, p->tok_emb, p->final_logits_bias, n_logits, C, dc->V, W_OUT_IN);
+    decode_linear(logits, dc->V, y, p->tok_emb, p->final_logits_bias, n_logits, C, dc->V, W_OUT_IN);
     dc->pool_used += M;
     return 0;
 }

@@ -54,8 +54,10 @@ struct Generator {
     int *seq_store[2], *tab_store[2];
     int cur;               /* which of the two slot buffers is current */
     int n_slots;
+    int first_rows;        /* logits rows of the first step (one per input), 0 after */
     int *proto_seq, *proto_tab; /* (max_inputs, max_seq) first step, before expansion */
     real *logits;          /* (max(max_slots, max_inputs), V) */
+    double *row_lse;       /* log-sum-exp of each logits row */
     int *row_tok, *row_pos, *row_input, *logit_rows;
     int *active;           /* (max_inputs) inputs still decoding */
     int **row_table;
@@ -94,6 +96,7 @@ void generator_free(Generator *gen) {
     tt_free(gen->proto_seq);
     tt_free(gen->proto_tab);
     tt_free(gen->logits);
+    tt_free(gen->row_lse);
     tt_free(gen->row_tok);
     tt_free(gen->row_pos);
     tt_free(gen->row_input);
@@ -174,6 +177,7 @@ Generator *generator_new(Model *m, const GenConfig *g, int max_inputs, int max_s
     gen->proto_seq = tt_alloc(I * (size_t)max_inputs * Q);
     gen->proto_tab = tt_alloc(I * (size_t)max_inputs * Q);
     gen->logits = tt_alloc(sizeof(real) * (size_t)rows_logits * V);
+    gen->row_lse = tt_alloc(sizeof(double) * (size_t)rows_logits);
     gen->row_tok = tt_alloc(I * (size_t)step_rows);
     gen->row_pos = tt_alloc(I * (size_t)step_rows);
     gen->row_input = tt_alloc(I * (size_t)step_rows);
@@ -191,7 +195,7 @@ Generator *generator_new(Model *m, const GenConfig *g, int max_inputs, int max_s
     gen->iwork = tt_alloc(I * (size_t)gen->parts * V);
     gen->mark = tt_alloc((size_t)gen->parts * V);
     gen->cand = tt_alloc(sizeof(Cand) * (size_t)gen->parts * 2 * nb);
-    int ok = gen->proto_seq && gen->proto_tab && gen->logits && gen->row_tok && gen->row_pos && gen->row_input &&
+    int ok = gen->proto_seq && gen->proto_tab && gen->logits && gen->row_lse && gen->row_tok && gen->row_pos && gen->row_input &&
              gen->logit_rows && gen->row_table && gen->active && gen->in && gen->dec_store && gen->entry_store && gen->entry_tokens &&
              gen->outs && gen->out_hyps && gen->out_tokens && gen->work && gen->iwork && gen->mark && gen->cand;
     for (int i = 0; i < 2; i++) ok = ok && gen->slots[i] && gen->seq_store[i] && gen->tab_store[i];
@@ -318,6 +322,7 @@ static int first_step(Generator *gen, int n) {
         }
     }
     gen->n_slots = ns;
+    gen->first_rows = n;
     return 0;
 }
 
@@ -346,8 +351,7 @@ static void choose_greedy_or_sample(Generator *gen, int i, int part) {
         int si = in->slot_begin + j;
         const Slot *s = &sl[si];
         const real *row = gen->logits + (long)s->row * V;
-        double mx, lse;
-        logsumexp_row(row, V, &mx, &lse);
+        double lse = gen->row_lse[s->row];
         memcpy(scores, row, sizeof(float) * (size_t)V);
         HypView hv = {s->seq, s->len, s->n_new, in->max_new};
         logits_process(g, &hv, scores, V, gen->mark + (size_t)part * V);
@@ -456,9 +460,8 @@ static void choose_beam(Generator *gen, int i, int part) {
     for (int b = 0; b < nb; b++) {
         const Slot *s = &sl[in->slot_begin + b];
         const real *row = gen->logits + (long)s->row * V;
-        double mx, lse;
-        logsumexp_row(row, V, &mx, &lse);
-        for (int v = 0; v < V; v++) scores[v] = (float)(row[v] - lse);
+        float lse = (float)gen->row_lse[s->row];
+        for (int v = 0; v < V; v++) scores[v] = row[v] - lse;
         HypView hv = {s->seq, s->len, s->n_new, in->max_new};
         logits_process(g, &hv, scores, V, gen->mark + (size_t)part * V);
         float bs = (float)s->beam_score;
@@ -481,9 +484,7 @@ static void choose_beam(Generator *gen, int i, int part) {
         int b = top[rank].idx / V, tok = top[rank].idx % V;
         const Slot *s = &sl[in->slot_begin + b];
         const real *row = gen->logits + (long)s->row * V;
-        double mx, lse;
-        logsumexp_row(row, V, &mx, &lse);
-        double raw_lp = s->raw_lp + (double)row[tok] - lse;
+        double raw_lp = s->raw_lp + (double)row[tok] - gen->row_lse[s->row];
         if (tok == g->eos_id) {
             if (rank >= nb) continue;
             beam_add(gen, in, s, tok, top[rank].score, cur_new, raw_lp);
@@ -515,6 +516,11 @@ typedef struct {
     Generator *gen;
     const int *active; /* inputs still decoding */
 } ChooseJob;
+
+static void lse_range(int begin, int end, int part, void *arg) {
+    Generator *gen = arg;
+    for (int r = begin; r < end; r++) gen->row_lse[r] = row_logsumexp(gen->logits + (long)r * gen->V, gen->V);
+}
 
 static void choose_range(int begin, int end, int part, void *arg) {
     const ChooseJob *j = arg;
@@ -586,6 +592,9 @@ int generator_run(Generator *gen, int n, const int *const *src, const int *src_l
     int *list = gen->active, n_active = n;
     for (int i = 0; i < n; i++) list[i] = i;
     for (;;) {
+        int rows = gen->n_slots;
+        if (gen->first_rows) rows = gen->first_rows, gen->first_rows = 0;
+        tt_parallel_range(rows, lse_range, gen);
         ChooseJob job = {gen, list};
         tt_parallel_range(n_active, choose_range, &job);
         int keep = 0;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "decode_internal.h"
+#include "kernels/fastmath.h"
 
 static void force_token(float *scores, int V, int tok) {
     for (int v = 0; v < V; v++) scores[v] = -INFINITY;
@@ -156,4 +157,23 @@ int argmax_scores(const float *scores, int V) {
     for (int v = 1; v < V; v++)
         if (scores[v] > scores[best]) best = v;
     return best;
+}
+
+double row_logsumexp(const float *x, int V) {
+    /* eight lanes that GCC turns into vector max / exp / add */
+    float mx[8], acc[8];
+    for (int j = 0; j < 8; j++) mx[j] = -INFINITY, acc[j] = 0;
+    int V8 = V & ~7;
+    for (int i = 0; i < V8; i += 8)
+        for (int j = 0; j < 8; j++) mx[j] = x[i + j] > mx[j] ? x[i + j] : mx[j];
+    float m = -INFINITY;
+    for (int j = 0; j < 8; j++) m = mx[j] > m ? mx[j] : m;
+    for (int i = V8; i < V; i++) m = x[i] > m ? x[i] : m;
+    if (m == -INFINITY) return -INFINITY;
+    for (int i = 0; i < V8; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += REAL_EXP(x[i + j] - m);
+    double s = 0;
+    for (int j = 0; j < 8; j++) s += acc[j];
+    for (int i = V8; i < V; i++) s += exp((double)x[i] - m);
+    return m + log(s);
 }

@@ -1,0 +1,318 @@
+/* decode-speed.c: tutor's generation against PyTorch eager with a key/value cache
+ * (bench/decode_speed_torch.py --serve) on the same random weights, in one run, alternating
+ * run by run so that both see the same machine load. PyTorch runs in two processes, 1 and 2
+ * threads, and the faster median counts. Both sides must return the same tokens (greedy) and
+ * the same best hypothesis (beam); the bench checks and prints it.
+ *   encoder-decoder: mBART-style pre-LN, d_model 256, 4+4 layers, 4 heads, FFN 1024, vocab 8000;
+ *     16 sources of 128 tokens, exactly 32 new tokens (</s> suppressed); greedy and beam 4.
+ *   decoder-only: GPT-2 style, d_model 256, 4 layers, 4 heads, FFN 1024, vocab 8192, 288
+ *     positions; batch 1, 32-token prompt, 256 new tokens, greedy.
+ * Throughput: the returned best hypotheses' new tokens per second (encoding included).
+ * Usage (from the repository root): decode-speed [--reps N] [--threads N] [--no-torch] */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tutor/generate.h"
+
+enum { B = 16, S = 128, NEW = 32, BEAMS = 4, GPT_PROMPT = 32, GPT_NEW = 256 };
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(const double *x, int n) {
+    double *c = malloc(sizeof(double) * n);
+    memcpy(c, x, sizeof(double) * n);
+    qsort(c, (size_t)n, sizeof *c, cmp_double);
+    double m = n % 2 ? c[n / 2] : 0.5 * (c[n / 2 - 1] + c[n / 2]);
+    free(c);
+    return m;
+}
+
+typedef struct {
+    FILE *to, *from;
+    pid_t pid;
+    int threads;
+} Torch;
+
+static int torch_start(Torch *t, const char *model_dir, const char *sources, int n_new, int threads) {
+    int in[2], out[2];
+    if (pipe(in) || pipe(out)) return -1;
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[1]);
+        close(out[0]);
+        char th[16], nn[16], nb[16];
+        snprintf(th, sizeof th, "%d", threads);
+        snprintf(nn, sizeof nn, "%d", n_new);
+        snprintf(nb, sizeof nb, "%d", BEAMS);
+        execl("/usr/bin/python3", "python3", "bench/decode_speed_torch.py", "--serve", "--model", model_dir,
+              "--sources", sources, "--new", nn, "--beams", nb, "--threads", th, (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    t->to = fdopen(in[1], "w");
+    t->from = fdopen(out[0], "r");
+    t->pid = pid;
+    t->threads = threads;
+    char line[256];
+    if (!fgets(line, sizeof line, t->from) || strncmp(line, "ready", 5)) return -1;
+    return 0;
+}
+
+static void torch_stop(Torch *t) {
+    if (!t->to) return;
+    fprintf(t->to, "quit\n");
+    fclose(t->to);
+    fclose(t->from);
+    waitpid(t->pid, NULL, 0);
+    t->to = NULL;
+}
+
+/* One decode on the PyTorch side: seconds, and the tokens (n expected) into toks. */
+static double torch_run(Torch *t, const char *mode, int *toks, int n) {
+    fprintf(t->to, "%s\n", mode);
+    fflush(t->to);
+    char *line = NULL;
+    size_t cap = 0;
+    if (getline(&line, &cap, t->from) < 0) {
+        free(line);
+        return -1;
+    }
+    char *p = line, *end;
+    double dt = strtod(p, &end);
+    p = end;
+    for (int i = 0; i < n; i++) {
+        toks[i] = (int)strtol(p, &end, 10);
+        if (end == p) dt = -1;
+        p = end;
+    }
+    free(line);
+    return dt;
+}
+
+typedef struct {
+    const char *name;
+    const char *torch_mode;
+    Generator *gen;
+    int n_inputs, n_new;
+    double *t_tutor, *t_torch[2];
+    int mismatches;
+} Mode;
+
+static void write_sources(const char *path, int *const *src, int n, int len) {
+    FILE *f = fopen(path, "w");
+    fputc('[', f);
+    for (int i = 0; i < n; i++) {
+        fputc('[', f);
+        for (int t = 0; t < len; t++) fprintf(f, "%d%s", src[i][t], t + 1 < len ? "," : "");
+        fprintf(f, "]%s", i + 1 < n ? "," : "");
+    }
+    fputs("]\n", f);
+    fclose(f);
+}
+
+/* Times mode m `reps` times after one warm-up, alternating tutor and the PyTorch sides. */
+static int run_mode(Mode *m, Torch *torch, int n_torch, int reps, int *const *src, const int *src_len) {
+    int total = m->n_inputs * m->n_new;
+    int *toks = malloc(sizeof(int) * total);
+    uint64_t stream[B];
+    for (int i = 0; i < B; i++) stream[i] = (uint64_t)i;
+    for (int r = -1; r < reps; r++) {
+        const GenOutput *out;
+        double t0 = tt_now_s();
+        if (generator_run(m->gen, m->n_inputs, (const int *const *)src, src_len, stream, &out)) {
+            fprintf(stderr, "decode-speed: %s\n", tt_errmsg());
+            return -1;
+        }
+        double dt = tt_now_s() - t0;
+        if (r >= 0) m->t_tutor[r] = dt;
+        for (int k = 0; k < n_torch; k++) {
+            double tt = torch_run(&torch[k], m->torch_mode, toks, total);
+            if (tt < 0) {
+                fprintf(stderr, "decode-speed: the PyTorch side stopped\n");
+                return -1;
+            }
+            if (r >= 0) m->t_torch[k][r] = tt;
+            for (int i = 0; i < m->n_inputs; i++) {
+                const GenHypothesis *h = &out[i].hyps[0];
+                int same = h->n_tokens == m->n_new;
+                for (int t = 0; same && t < m->n_new; t++) same = h->tokens[t] == toks[i * m->n_new + t];
+                if (!same) m->mismatches++;
+            }
+        }
+        fprintf(stderr, "%s run %d: tutor %.3fs", m->name, r, dt);
+        for (int k = 0; k < n_torch; k++) fprintf(stderr, ", torch(%d thr) %.3fs", torch[k].threads, r >= 0 ? m->t_torch[k][r] : 0);
+        fputc('\n', stderr);
+    }
+    free(toks);
+    return 0;
+}
+
+static void report(const Mode *m, const Torch *torch, int n_torch, int reps) {
+    double tokens = (double)m->n_inputs * m->n_new;
+    double tut = tokens / median(m->t_tutor, reps);
+    printf("%-22s tutor %8.1f tok/s", m->name, tut);
+    double best = 0;
+    for (int k = 0; k < n_torch; k++) {
+        double tor = tokens / median(m->t_torch[k], reps);
+        printf("  pytorch(%d thr) %7.1f tok/s", torch[k].threads, tor);
+        if (tor > best) best = tor;
+    }
+    if (n_torch) {
+        printf("  ratio %.2f", tut / best);
+        printf("  tokens %s", m->mismatches ? "DIFFER" : "identical");
+        if (m->mismatches) printf(" (%d sequence comparisons differ)", m->mismatches);
+    }
+    putchar('\n');
+}
+
+static Model *bench_model(Arch arch) {
+    ModelConfig c;
+    model_config_default(&c, arch);
+    c.d_model = 256;
+    c.dec_layers = 4;
+    c.dec_heads = 4;
+    c.dec_ffn = 1024;
+    if (arch == ARCH_GPT2) {
+        c.vocab_size = 8192;
+        c.max_positions = GPT_PROMPT + GPT_NEW;
+    } else {
+        c.vocab_size = 8000;
+        c.enc_layers = 4;
+        c.enc_heads = 4;
+        c.enc_ffn = 1024;
+    }
+    c.dropout = c.attn_dropout = c.act_dropout = 0;
+    /* wide enough weights that the next-token distributions are peaked: near ties would let
+     * float rounding pick different tokens on the two sides */
+    c.init_std = 0.1;
+    return model_new(&c, 1);
+}
+
+int main(int argc, char **argv) {
+    int reps = 5, threads = 2, use_torch = 1, only = -1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--no-torch")) use_torch = 0;
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
+            i++;
+            only = !strcmp(argv[i], "encdec") ? 0 : !strcmp(argv[i], "gpt2") ? 1 : -2;
+            if (only == -2) {
+                fprintf(stderr, "decode-speed: --only encdec or gpt2\n");
+                return 2;
+            }
+        }
+        else {
+            fprintf(stderr, "usage: decode-speed [--reps N (>= 5)] [--threads N] [--no-torch] [--only encdec|gpt2]\n");
+            return 2;
+        }
+    }
+    if (reps < 5) reps = 5;
+    tt_set_threads(threads);
+    double load[3] = {0};
+    if (getloadavg(load, 3) < 0) load[0] = -1;
+    char dir[64] = "/tmp/tutor-decode-speed-XXXXXX";
+    if (!mkdtemp(dir)) return 1;
+    char ed_dir[128], gp_dir[128], ed_src[160], gp_src[160];
+    snprintf(ed_dir, sizeof ed_dir, "%s/encdec", dir);
+    snprintf(gp_dir, sizeof gp_dir, "%s/gpt2", dir);
+    snprintf(ed_src, sizeof ed_src, "%s/sources-encdec.json", dir);
+    snprintf(gp_src, sizeof gp_src, "%s/sources-gpt2.json", dir);
+
+    Model *ed = bench_model(ARCH_MBART), *gp = bench_model(ARCH_GPT2);
+    if (!ed || !gp || model_save(ed, ed_dir) || model_save(gp, gp_dir)) {
+        fprintf(stderr, "decode-speed: %s\n", tt_errmsg());
+        return 1;
+    }
+    Rng rng;
+    rng_seed(&rng, 5);
+    static int src_store[B][S], gp_store[1][GPT_PROMPT];
+    int *src[B], *gsrc[1], src_len[B], gp_len[1] = {GPT_PROMPT};
+    for (int i = 0; i < B; i++) {
+        for (int t = 0; t < S; t++) src_store[i][t] = 4 + (int)rng_below(&rng, 8000 - 4);
+        src[i] = src_store[i];
+        src_len[i] = S;
+    }
+    for (int t = 0; t < GPT_PROMPT; t++) gp_store[0][t] = 4 + (int)rng_below(&rng, 8192 - 4);
+    gsrc[0] = gp_store[0];
+    write_sources(ed_src, src, B, S);
+    write_sources(gp_src, gsrc, 1, GPT_PROMPT);
+
+    /* exactly NEW tokens: </s> suppressed by min_new_tokens, no forced eos */
+    GenConfig g;
+    gen_config_from_model(&g, &ed->cfg);
+    g.max_new_tokens = g.min_new_tokens = NEW;
+    g.forced_eos_id = -1;
+    GenConfig gb = g;
+    gb.num_beams = BEAMS;
+    GenConfig gg;
+    gen_config_from_model(&gg, &gp->cfg);
+    gg.max_new_tokens = gg.min_new_tokens = GPT_NEW;
+    gg.forced_eos_id = -1;
+
+    double *times = calloc((size_t)9 * reps, sizeof(double));
+    Mode modes[3] = {
+        {"enc-dec greedy", "greedy", generator_new(ed, &g, B, S), B, NEW, times, {times + reps, times + 2 * reps}, 0},
+        {"enc-dec beam 4", "beam", generator_new(ed, &gb, B, S), B, NEW, times + 3 * reps,
+         {times + 4 * reps, times + 5 * reps}, 0},
+        {"decoder-only greedy", "greedy", generator_new(gp, &gg, 1, GPT_PROMPT), 1, GPT_NEW, times + 6 * reps,
+         {times + 7 * reps, times + 8 * reps}, 0},
+    };
+    for (int k = 0; k < 3; k++)
+        if (!modes[k].gen) {
+            fprintf(stderr, "decode-speed: %s\n", tt_errmsg());
+            return 1;
+        }
+    Torch torch[2] = {{0}};
+    int n_torch = use_torch ? 2 : 0;
+    if (only != 1) {
+        for (int k = 0; k < n_torch; k++)
+            if (torch_start(&torch[k], ed_dir, ed_src, NEW, k + 1)) {
+                fprintf(stderr, "decode-speed: cannot start bench/decode_speed_torch.py (run from the repository root)\n");
+                return 1;
+            }
+        if (run_mode(&modes[0], torch, n_torch, reps, src, src_len) ||
+            run_mode(&modes[1], torch, n_torch, reps, src, src_len))
+            return 1;
+        for (int k = 0; k < n_torch; k++) torch_stop(&torch[k]);
+    }
+    if (only != 0) {
+        for (int k = 0; k < n_torch; k++)
+            if (torch_start(&torch[k], gp_dir, gp_src, GPT_NEW, k + 1)) {
+                fprintf(stderr, "decode-speed: cannot start bench/decode_speed_torch.py\n");
+                return 1;
+            }
+        if (run_mode(&modes[2], torch, n_torch, reps, gsrc, gp_len)) return 1;
+        for (int k = 0; k < n_torch; k++) torch_stop(&torch[k]);
+    }
+    double load_end[3] = {0};
+    if (getloadavg(load_end, 3) < 0) load_end[0] = -1;
+
+    printf("decode-speed: median of %d runs after 1 warm-up, tutor %d threads, PyTorch %s eager with KV cache\n", reps,
+           threads, n_torch ? "1 and 2 threads" : "(skipped)");
+    printf("enc-dec: mBART-style d_model 256, 4+4 layers, 4 heads, FFN 1024, vocab 8000; %d sources x %d tokens, %d new\n",
+           B, S, NEW);
+    printf("decoder-only: GPT-2 style d_model 256, 4 layers, 4 heads, FFN 1024, vocab 8192; batch 1, prompt %d, %d new\n",
+           GPT_PROMPT, GPT_NEW);
+    for (int k = 0; k < 3; k++)
+        if (only < 0 || (k < 2) == (only == 0)) report(&modes[k], torch, n_torch, reps);
+    printf("load average at start %.2f, at end %.2f (2 cores)\n", load[0], load_end[0]);
+    for (int k = 0; k < 3; k++) generator_free(modes[k].gen);
+    model_free(ed);
+    model_free(gp);
+    free(times);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd)) return 1;
+    return 0;
+}
