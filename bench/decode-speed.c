@@ -1,14 +1,14 @@
 /* decode-speed.c: tutor's generation against PyTorch eager with a key/value cache
  * (bench/decode_speed_torch.py --serve) on the same random weights, in one run, alternating
- * run by run so that both see the same machine load. PyTorch runs in two processes, 1 and 2
- * threads, and the faster median counts. Both sides must return the same tokens (greedy) and
+ * run by run so that both see the same machine load. Each side runs at 1 and 2 threads
+ * (PyTorch in two processes) and its faster median counts. Both sides must return the same tokens (greedy) and
  * the same best hypothesis (beam); the bench checks and prints it.
  *   encoder-decoder: mBART-style pre-LN, d_model 256, 4+4 layers, 4 heads, FFN 1024, vocab 8000;
  *     16 sources of 128 tokens, exactly 32 new tokens (</s> suppressed); greedy and beam 4.
  *   decoder-only: GPT-2 style, d_model 256, 4 layers, 4 heads, FFN 1024, vocab 8192, 288
  *     positions; batch 1, 32-token prompt, 256 new tokens, greedy.
  * Throughput: the returned best hypotheses' new tokens per second (encoding included).
- * Usage (from the repository root): decode-speed [--reps N] [--threads N] [--no-torch] */
+ * Usage (from the repository root): decode-speed [--reps N] [--no-torch] [--only encdec|gpt2] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,7 +104,7 @@ typedef struct {
     const char *torch_mode;
     Generator *gen;
     int n_inputs, n_new;
-    double *t_tutor, *t_torch[2];
+    double *t_tutor[2], *t_torch[2]; /* [k]: k + 1 threads */
     int mismatches;
 } Mode;
 
@@ -127,14 +127,18 @@ static int run_mode(Mode *m, Torch *torch, int n_torch, int reps, int *const *sr
     uint64_t stream[B];
     for (int i = 0; i < B; i++) stream[i] = (uint64_t)i;
     for (int r = -1; r < reps; r++) {
-        const GenOutput *out;
-        double t0 = tt_now_s();
-        if (generator_run(m->gen, m->n_inputs, (const int *const *)src, src_len, stream, &out)) {
-            fprintf(stderr, "decode-speed: %s\n", tt_errmsg());
-            return -1;
+        const GenOutput *out = NULL;
+        double dt[2];
+        for (int k = 0; k < 2; k++) {
+            tt_set_threads(k + 1);
+            double t0 = tt_now_s();
+            if (generator_run(m->gen, m->n_inputs, (const int *const *)src, src_len, stream, &out)) {
+                fprintf(stderr, "decode-speed: %s\n", tt_errmsg());
+                return -1;
+            }
+            dt[k] = tt_now_s() - t0;
+            if (r >= 0) m->t_tutor[k][r] = dt[k];
         }
-        double dt = tt_now_s() - t0;
-        if (r >= 0) m->t_tutor[r] = dt;
         for (int k = 0; k < n_torch; k++) {
             double tt = torch_run(&torch[k], m->torch_mode, toks, total);
             if (tt < 0) {
@@ -149,7 +153,7 @@ static int run_mode(Mode *m, Torch *torch, int n_torch, int reps, int *const *sr
                 if (!same) m->mismatches++;
             }
         }
-        fprintf(stderr, "%s run %d: tutor %.3fs", m->name, r, dt);
+        fprintf(stderr, "%s run %d: tutor(1 thr) %.3fs, tutor(2 thr) %.3fs", m->name, r, dt[0], dt[1]);
         for (int k = 0; k < n_torch; k++) fprintf(stderr, ", torch(%d thr) %.3fs", torch[k].threads, r >= 0 ? m->t_torch[k][r] : 0);
         fputc('\n', stderr);
     }
@@ -159,16 +163,21 @@ static int run_mode(Mode *m, Torch *torch, int n_torch, int reps, int *const *sr
 
 static void report(const Mode *m, const Torch *torch, int n_torch, int reps) {
     double tokens = (double)m->n_inputs * m->n_new;
-    double tut = tokens / median(m->t_tutor, reps);
-    printf("%-22s tutor %8.1f tok/s", m->name, tut);
+    double tut = 0;
+    printf("%-20s", m->name);
+    for (int k = 0; k < 2; k++) {
+        double x = tokens / median(m->t_tutor[k], reps);
+        printf(" tutor(%d thr) %6.1f", k + 1, x);
+        if (x > tut) tut = x;
+    }
     double best = 0;
     for (int k = 0; k < n_torch; k++) {
         double tor = tokens / median(m->t_torch[k], reps);
-        printf("  pytorch(%d thr) %7.1f tok/s", torch[k].threads, tor);
+        printf("  pytorch(%d thr) %6.1f", torch[k].threads, tor);
         if (tor > best) best = tor;
     }
     if (n_torch) {
-        printf("  ratio %.2f", tut / best);
+        printf("  tok/s  ratio %.2f", tut / best);
         printf("  tokens %s", m->mismatches ? "DIFFER" : "identical");
         if (m->mismatches) printf(" (%d sequence comparisons differ)", m->mismatches);
     }
@@ -199,10 +208,9 @@ static Model *bench_model(Arch arch) {
 }
 
 int main(int argc, char **argv) {
-    int reps = 5, threads = 2, use_torch = 1, only = -1;
+    int reps = 5, use_torch = 1, only = -1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-torch")) use_torch = 0;
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
             i++;
@@ -213,12 +221,12 @@ int main(int argc, char **argv) {
             }
         }
         else {
-            fprintf(stderr, "usage: decode-speed [--reps N (>= 5)] [--threads N] [--no-torch] [--only encdec|gpt2]\n");
+            fprintf(stderr, "usage: decode-speed [--reps N (>= 5)] [--no-torch] [--only encdec|gpt2]\n");
             return 2;
         }
     }
     if (reps < 5) reps = 5;
-    tt_set_threads(threads);
+    tt_set_threads(2); /* buffers for up to 2 threads; each run sets its count */
     double load[3] = {0};
     if (getloadavg(load, 3) < 0) load[0] = -1;
     char dir[64] = "/tmp/tutor-decode-speed-XXXXXX";
@@ -260,14 +268,17 @@ int main(int argc, char **argv) {
     gg.max_new_tokens = gg.min_new_tokens = GPT_NEW;
     gg.forced_eos_id = -1;
 
-    double *times = calloc((size_t)9 * reps, sizeof(double));
+    double *times = calloc((size_t)12 * reps, sizeof(double));
     Mode modes[3] = {
-        {"enc-dec greedy", "greedy", generator_new(ed, &g, B, S), B, NEW, times, {times + reps, times + 2 * reps}, 0},
-        {"enc-dec beam 4", "beam", generator_new(ed, &gb, B, S), B, NEW, times + 3 * reps,
-         {times + 4 * reps, times + 5 * reps}, 0},
-        {"decoder-only greedy", "greedy", generator_new(gp, &gg, 1, GPT_PROMPT), 1, GPT_NEW, times + 6 * reps,
-         {times + 7 * reps, times + 8 * reps}, 0},
+        {"enc-dec greedy", "greedy", generator_new(ed, &g, B, S), B, NEW, {0}, {0}, 0},
+        {"enc-dec beam 4", "beam", generator_new(ed, &gb, B, S), B, NEW, {0}, {0}, 0},
+        {"decoder-only greedy", "greedy", generator_new(gp, &gg, 1, GPT_PROMPT), 1, GPT_NEW, {0}, {0}, 0},
     };
+    for (int k = 0; k < 3; k++)
+        for (int t = 0; t < 2; t++) {
+            modes[k].t_tutor[t] = times + (4 * k + t) * reps;
+            modes[k].t_torch[t] = times + (4 * k + 2 + t) * reps;
+        }
     for (int k = 0; k < 3; k++)
         if (!modes[k].gen) {
             fprintf(stderr, "decode-speed: %s\n", tt_errmsg());
@@ -298,8 +309,9 @@ int main(int argc, char **argv) {
     double load_end[3] = {0};
     if (getloadavg(load_end, 3) < 0) load_end[0] = -1;
 
-    printf("decode-speed: median of %d runs after 1 warm-up, tutor %d threads, PyTorch %s eager with KV cache\n", reps,
-           threads, n_torch ? "1 and 2 threads" : "(skipped)");
+    printf("decode-speed: median of %d runs after 1 warm-up, tutor and PyTorch%s at 1 and 2 threads, the faster\n"
+           "counts; PyTorch eager with a KV cache; new tokens of the best hypotheses per second\n",
+           reps, n_torch ? "" : " (skipped)");
     printf("enc-dec: mBART-style d_model 256, 4+4 layers, 4 heads, FFN 1024, vocab 8000; %d sources x %d tokens, %d new\n",
            B, S, NEW);
     printf("decoder-only: GPT-2 style d_model 256, 4 layers, 4 heads, FFN 1024, vocab 8192; batch 1, prompt %d, %d new\n",

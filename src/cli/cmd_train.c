@@ -131,7 +131,8 @@ int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--skip-bad")) o.jsonl.skip_bad = 1;
         else if (!strcmp(a, "--resume")) o.resume = 1;
         else if (!strcmp(a, "--no-progress")) o.progress = 0;
-        else if (!strncmp(a, "--", 2) && i + 1 < argc) {
+        else if (!strncmp(a, "--", 2)) {
+            if (!need_arg(i, argc, a)) goto usage_error;
             targv[argc_train++] = argv[i];
             targv[argc_train++] = argv[++i];
         } else {

@@ -8,6 +8,9 @@
 #include "decode_internal.h"
 #include "kernels/fastmath.h"
 
+/* C11 mode turns off multiply-add contraction; the attention loops are made of them. */
+#pragma GCC optimize("fp-contract=fast")
+
 void decode_cache_free(DecodeCache *dc) {
     tt_free(dc->k_pool);
     tt_free(dc->v_pool);

@@ -273,3 +273,62 @@ Test(trainer, small_model_beats_unigram_baseline, .timeout = 600) {
     tokenizer_free(tok);
     test_rmtree(dir);
 }
+
+/* Gradient accumulation as the trainer does it (each batch adds the gradient of its summed
+ * token loss; the sum is divided by the update's token count) equals the gradient of the
+ * mean loss over one batch holding all the pairs. */
+Test(trainer, accumulation_equals_one_big_batch) {
+    ensure_data();
+    char dir[128], tok_path[256], train[256];
+    test_tmpdir(dir, sizeof dir);
+    make_tokenizer(dir, tok_path, sizeof tok_path);
+    snprintf(train, sizeof train, "%s/train.jsonl", dir);
+    Tokenizer *tok = tokenizer_load(tok_path);
+    JsonlOptions jo;
+    jsonl_options_default(&jo);
+    Dataset ds = {0};
+    TEST_ASSERT_OK(dataset_load_jsonl(&ds, train, &jo, 8));
+    PairSet ps;
+    TEST_ASSERT_OK(pairset_build(&ps, &ds, tok, 40, 16, 0));
+    ModelConfig cfg;
+    model_config_default(&cfg, ARCH_MBART);
+    cfg.vocab_size = tokenizer_vocab_size(tok);
+    cfg.d_model = 32, cfg.enc_layers = cfg.dec_layers = 1, cfg.enc_heads = cfg.dec_heads = 2;
+    cfg.enc_ffn = cfg.dec_ffn = 64, cfg.max_positions = 64, cfg.dropout = 0;
+    Model *m = model_new(&cfg, 1);
+    TEST_ASSERT_OK(model_alloc_grads(m));
+    BatchBuf bb;
+    TEST_ASSERT_OK(batchbuf_init(&bb, 8 * 40, 8 * 16));
+    size_t all[8] = {0, 1, 2, 3, 4, 5, 6, 7}, first[3] = {0, 1, 2}, rest[5] = {3, 4, 5, 6, 7};
+    /* one batch */
+    model_zero_grads(m);
+    TEST_ASSERT_OK(batch_assemble(&bb, &cfg, &ps, all, 8));
+    TEST_ASSERT_OK(model_forward(m, &bb.batch, 1));
+    model_xent(m, &bb.batch, 0.1, 1, 1, NULL);
+    TEST_ASSERT_OK(model_backward(m, &bb.batch));
+    real *g_one = malloc(m->n_params * sizeof(real));
+    memcpy(g_one, m->grads, m->n_params * sizeof(real));
+    /* two batches, accumulated */
+    model_zero_grads(m);
+    long total = 0;
+    const size_t *parts[2] = {first, rest};
+    int counts[2] = {3, 5};
+    for (int p = 0; p < 2; p++) {
+        TEST_ASSERT_OK(batch_assemble(&bb, &cfg, &ps, parts[p], counts[p]));
+        TEST_ASSERT_OK(model_forward(m, &bb.batch, 1));
+        model_xent(m, &bb.batch, 0.1, 1, (double)bb.n_target_tokens, NULL);
+        TEST_ASSERT_OK(model_backward(m, &bb.batch));
+        total += bb.n_target_tokens;
+    }
+    for (size_t i = 0; i < m->n_params; i++) m->grads[i] /= (real)total;
+    double md, mr;
+    test_maxdiff(m->grads, g_one, m->n_params, &md, &mr);
+    cr_expect(md <= 1e-5 * mr, "accumulated gradient differs from the one-batch gradient by %g (max %g)", md, mr);
+    free(g_one);
+    batchbuf_free(&bb);
+    model_free(m);
+    pairset_free(&ps);
+    dataset_free(&ds);
+    tokenizer_free(tok);
+    test_rmtree(dir);
+}
