@@ -9,6 +9,7 @@
  *     positions; batch 1, 32-token prompt, 256 new tokens, greedy.
  * Throughput: the returned best hypotheses' new tokens per second (encoding included).
  * Usage (from the repository root): decode-speed [--reps N] [--no-torch] [--only encdec|gpt2] */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,7 +147,7 @@ static int run_mode(Mode *m, Torch *torch, int n_torch, int reps, int *const *sr
                 return -1;
             }
             if (r >= 0) m->t_torch[k][r] = tt;
-            for (int i = 0; i < m->n_inputs; i++) {
+            for (int i = 0; m->n_new > 1 && i < m->n_inputs; i++) {
                 const GenHypothesis *h = &out[i].hyps[0];
                 int same = h->n_tokens == m->n_new;
                 for (int t = 0; same && t < m->n_new; t++) same = h->tokens[t] == toks[i * m->n_new + t];
@@ -159,6 +160,16 @@ static int run_mode(Mode *m, Torch *torch, int n_torch, int reps, int *const *sr
     }
     free(toks);
     return 0;
+}
+
+/* The encoder-only breakdown: milliseconds, not tokens. */
+static void report_encode(const Mode *m, const Torch *torch, int n_torch, int reps) {
+    double tut = 1e30, tor = 1e30;
+    for (int k = 0; k < 2; k++) tut = fmin(tut, median(m->t_tutor[k], reps));
+    for (int k = 0; k < n_torch; k++) tor = fmin(tor, median(m->t_torch[k], reps));
+    printf("%-20s tutor %.1f ms", m->name, 1e3 * tut);
+    if (n_torch) printf("  pytorch %.1f ms  ratio %.2f", 1e3 * tor, tor / tut);
+    putchar('\n');
 }
 
 static void report(const Mode *m, const Torch *torch, int n_torch, int reps) {
@@ -268,18 +279,22 @@ int main(int argc, char **argv) {
     gg.max_new_tokens = gg.min_new_tokens = GPT_NEW;
     gg.forced_eos_id = -1;
 
-    double *times = calloc((size_t)12 * reps, sizeof(double));
-    Mode modes[3] = {
+    GenConfig g1 = g;
+    g1.max_new_tokens = g1.min_new_tokens = 1;
+    double *times = calloc((size_t)16 * reps, sizeof(double));
+    Mode modes[4] = {
         {"enc-dec greedy", "greedy", generator_new(ed, &g, B, S), B, NEW, {0}, {0}, 0},
         {"enc-dec beam 4", "beam", generator_new(ed, &gb, B, S), B, NEW, {0}, {0}, 0},
         {"decoder-only greedy", "greedy", generator_new(gp, &gg, 1, GPT_PROMPT), 1, GPT_NEW, {0}, {0}, 0},
+        /* breakdown: tutor's side also runs one decoder step */
+        {"enc-dec encode only", "encode", generator_new(ed, &g1, B, S), B, 1, {0}, {0}, 0},
     };
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 4; k++)
         for (int t = 0; t < 2; t++) {
             modes[k].t_tutor[t] = times + (4 * k + t) * reps;
             modes[k].t_torch[t] = times + (4 * k + 2 + t) * reps;
         }
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 4; k++)
         if (!modes[k].gen) {
             fprintf(stderr, "decode-speed: %s\n", tt_errmsg());
             return 1;
@@ -293,7 +308,8 @@ int main(int argc, char **argv) {
                 return 1;
             }
         if (run_mode(&modes[0], torch, n_torch, reps, src, src_len) ||
-            run_mode(&modes[1], torch, n_torch, reps, src, src_len))
+            run_mode(&modes[1], torch, n_torch, reps, src, src_len) ||
+            run_mode(&modes[3], torch, n_torch, reps, src, src_len))
             return 1;
         for (int k = 0; k < n_torch; k++) torch_stop(&torch[k]);
     }
@@ -318,8 +334,9 @@ int main(int argc, char **argv) {
            GPT_PROMPT, GPT_NEW);
     for (int k = 0; k < 3; k++)
         if (only < 0 || (k < 2) == (only == 0)) report(&modes[k], torch, n_torch, reps);
+    if (only != 1) report_encode(&modes[3], torch, n_torch, reps);
     printf("load average at start %.2f, at end %.2f (2 cores)\n", load[0], load_end[0]);
-    for (int k = 0; k < 3; k++) generator_free(modes[k].gen);
+    for (int k = 0; k < 4; k++) generator_free(modes[k].gen);
     model_free(ed);
     model_free(gp);
     free(times);

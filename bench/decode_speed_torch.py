@@ -11,7 +11,8 @@ q|k|v (and cross k|v) projections are fused into one matrix each. Every sequence
 
   --serve   prints `ready`; each stdin line `greedy` or `beam` decodes the sources once and
             prints `SECONDS TOKENS...` (the best hypothesis of each source, flattened);
-            `quit` exits.
+            `encode` (encoder-decoders) times the encoder and cross keys/values alone and
+            prints `SECONDS`; `quit` exits.
 Sources: --sources FILE, a JSON list of token lists (all the same length). Encoder-decoder
 models (BART / mBART layout) and GPT-2 (prompt = the source, batch of any size).
 """
@@ -286,10 +287,15 @@ def main(args):
         cmd = line.strip()
         if cmd == "quit":
             break
-        if cmd not in ("greedy", "beam"):
+        if cmd not in ("greedy", "beam", "encode"):
             print(f"decode_speed_torch.py: unknown command {cmd!r}", file=sys.stderr)
             return 1
         t0 = time.perf_counter()
+        if cmd == "encode":    # the encoder and cross keys/values alone, for the breakdown
+            with torch.no_grad():
+                model.encode(src)
+            print(f"{time.perf_counter() - t0:.6f}", flush=True)
+            continue
         if cmd == "greedy":
             out = model.greedy(src, args.new)
         else:

@@ -6,6 +6,7 @@
 #include "../testlib.h"
 #include "tutor/fileio.h"
 #include "tutor/model.h"
+#include "tutor/safetensors.h"
 
 static cJSON *load_json(const char *path) {
     size_t n;
@@ -158,4 +159,53 @@ Test(hf_fixtures, gpt2_roundtrip) { check_roundtrip("gpt2"); }
 Test(hf_fixtures, refuses_bad_dirs) {
     cr_assert_null(model_load("/nonexistent-dir"));
     cr_assert(strstr(tt_errmsg(), "/nonexistent-dir"));
+}
+
+/* Checkpoints tutor cannot use are refused with a message saying why. */
+Test(hf_fixtures, refuses_non_float32_sharded_and_pickle) {
+    char tmp[128], dir[300], path[400], cmd[1200];
+    test_tmpdir(tmp, sizeof tmp);
+    Model *m = model_load(FIXTURES_HF "/gpt2");
+    cr_assert(m);
+    /* every tensor as F16 */
+    snprintf(dir, sizeof dir, "%s/f16", tmp);
+    TEST_ASSERT_OK(model_save(m, dir));
+    StWriteTensor *ts = calloc((size_t)m->n_tensors, sizeof *ts);
+    uint16_t *half = calloc(m->n_params, sizeof(uint16_t));
+    for (int i = 0; i < m->n_tensors; i++) {
+        ts[i].name = m->tensors[i].name;
+        ts[i].dtype = ST_F16;
+        ts[i].ndim = m->tensors[i].ndim;
+        for (int d = 0; d < ts[i].ndim; d++) ts[i].shape[d] = m->tensors[i].shape[d];
+        ts[i].data = half + m->tensors[i].offset;
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    TEST_ASSERT_OK(st_write(path, ts, m->n_tensors, NULL));
+    cr_assert_null(model_load(dir));
+    cr_expect(strstr(tt_errmsg(), "F16") && strstr(tt_errmsg(), "float32"), "%s", tt_errmsg());
+    /* sharded */
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/sharded && cp %s/config.json %s/sharded/ && echo '{}' > "
+             "%s/sharded/model.safetensors.index.json", tmp, dir, tmp, tmp);
+    cr_assert(system(cmd) == 0);
+    snprintf(path, sizeof path, "%s/sharded", tmp);
+    cr_assert_null(model_load(path));
+    cr_expect(strstr(tt_errmsg(), "sharded"), "%s", tt_errmsg());
+    /* pickle */
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/pickle && cp %s/config.json %s/pickle/ && printf '\\200\\002}q' > "
+             "%s/pickle/pytorch_model.bin", tmp, dir, tmp, tmp);
+    cr_assert(system(cmd) == 0);
+    snprintf(path, sizeof path, "%s/pickle", tmp);
+    cr_assert_null(model_load(path));
+    cr_expect(strstr(tt_errmsg(), "pickle"), "%s", tt_errmsg());
+    /* a shape that disagrees with config.json */
+    snprintf(dir, sizeof dir, "%s/shape", tmp);
+    TEST_ASSERT_OK(model_save(m, dir));
+    snprintf(cmd, sizeof cmd, "sed -i 's/\"n_embd\":[[:space:]]*48/\"n_embd\": 64/' %s/config.json", dir);
+    cr_assert(system(cmd) == 0);
+    cr_assert_null(model_load(dir));
+    cr_expect(strstr(tt_errmsg(), "shape"), "%s", tt_errmsg());
+    free(ts);
+    free(half);
+    model_free(m);
+    test_rmtree(tmp);
 }
