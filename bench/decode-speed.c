@@ -141,13 +141,13 @@ static int run_mode(Mode *m, Torch *torch, int n_torch, int reps, int *const *sr
             if (r >= 0) m->t_tutor[k][r] = dt[k];
         }
         for (int k = 0; k < n_torch; k++) {
-            double tt = torch_run(&torch[k], m->torch_mode, toks, total);
+            double tt = torch_run(&torch[k], m->torch_mode, toks, strcmp(m->torch_mode, "encode") ? total : 0);
             if (tt < 0) {
                 fprintf(stderr, "decode-speed: the PyTorch side stopped\n");
                 return -1;
             }
             if (r >= 0) m->t_torch[k][r] = tt;
-            for (int i = 0; m->n_new > 1 && i < m->n_inputs; i++) {
+            for (int i = 0; strcmp(m->torch_mode, "encode") && i < m->n_inputs; i++) {
                 const GenHypothesis *h = &out[i].hyps[0];
                 int same = h->n_tokens == m->n_new;
                 for (int t = 0; same && t < m->n_new; t++) same = h->tokens[t] == toks[i * m->n_new + t];

@@ -1,14 +1,219 @@
-/* cmd_eval.c: `tutor eval`. Not built yet: it says so and exits non-zero. */
+/* cmd_eval.c: `tutor eval`: a model on a labeled test set: quality (ROUGE, BLEU, chrF, test
+ * cross-entropy, length, repetition) beside a baseline model and a lead-N baseline with
+ * paired bootstrap intervals, exposure bias against an oracle, and cost. All computing is in
+ * the library (evaluate.h); this file parses arguments and prints. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tutor/cli.h"
+#include "tutor/core.h"
+#include "tutor/evaluate.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: tutor eval --model DIR --data TEST.jsonl [options]\n"
+            "\n"
+            "Generates with the model for every test input and scores it: ROUGE-1/2/L/Lsum F\n"
+            "(rouge-score conventions), corpus BLEU and chrF (sacreBLEU, with signatures), mean\n"
+            "sentence BLEU, test cross-entropy on the references (teacher-forced), length ratio,\n"
+            "repetition and distinct-1/2. With --baseline, the baseline generates on the same inputs\n"
+            "and every difference gets a paired bootstrap 95%% interval; with --oracle, exposure bias\n"
+            "(accumulated KL(oracle || model) on the model's own prefixes against reference\n"
+            "prefixes); unless --no-speed, the cost: parameters, size, peak memory, latency and\n"
+            "throughput for greedy and beam search, interleaved with the baseline's.\n"
+            "\n"
+            "options:\n"
+            "  --model DIR            the model directory to evaluate (required)\n"
+            "  --data FILE            JSONL test set with source and target (required)\n"
+            "  --baseline DIR         a model to compare with (normally the teacher)\n"
+            "  --oracle DIR           oracle for exposure bias (normally the teacher; same tokenizer)\n"
+            "  --beam N               beam search with N beams for the outputs (default greedy)\n"
+            "  --length-penalty X     beam search length penalty (1.0)\n"
+            "  --lead N               also score lead-N: the first N words of each source\n"
+            "  --max-examples N       only the first N test examples\n"
+            "  --batch-size N         inputs per generation batch (32)\n"
+            "  --max-source-tokens N  source budget (256; cut to the models' positions)\n"
+            "  --max-target-tokens N  reference budget for cross-entropy and exposure bias (64)\n"
+            "  --max-new-tokens N     generation budget (64)\n"
+            "  --exposure-len L       lengths l = 1..L of the exposure bias curve (default: max target)\n"
+            "  --stem                 Porter stemming in ROUGE (rouge-score use_stemmer=True)\n"
+            "  --resamples N --seed N paired bootstrap settings (1000, 12345)\n"
+            "  --speed-examples N     inputs timed for latency and throughput (50)\n"
+            "  --no-speed             skip the cost measurements\n"
+            "  --threads N            threads (1)\n"
+            "  --source-field NAME --target-field NAME   JSONL fields (source, target)\n"
+            "  --json FILE            write every number, the settings and signatures as JSON\n"
+            "  --generations FILE     write the outputs (JSONL: id, source, reference, prediction, ...)\n"
+            "  --plot FILE.png        plot the exposure bias curves (gnuplot; needs --oracle)\n"
+            "  -q, --quiet            no progress on stderr\n"
+            "  -h, --help             this help\n");
+}
+
+typedef struct {
+    int tty;
+    int last_decile;
+    char what[96];
+} Progress;
+
+static void on_progress(const char *what, long done, long total, void *ctx) {
+    Progress *p = ctx;
+    if (strcmp(p->what, what)) {
+        snprintf(p->what, sizeof p->what, "%s", what);
+        p->last_decile = -1;
+    }
+    int decile = total > 0 ? (int)(10 * done / total) : 10;
+    if (p->tty) {
+        fprintf(stderr, "\r  generating: %-24s %6ld/%ld", what, done, total);
+        if (done >= total) fprintf(stderr, "\n");
+    } else if (decile != p->last_decile || done >= total) {
+        fprintf(stderr, "  generating: %s %ld/%ld\n", what, done, total);
+    }
+    p->last_decile = decile;
+}
+
+static int parse_int(const char *flag, const char *value, long min, long *out) {
+    char *end;
+    long v = strtol(value, &end, 10);
+    if (!*value || *end || v < min) {
+        fprintf(stderr, "tutor: eval: %s: '%s' is not a whole number >= %ld\n", flag, value, min);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
 
 int cmd_eval(int argc, char **argv) {
-    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        printf("usage: tutor eval ...\n\nnot yet: this command arrives with a later issue\n");
-        return 0;
+    EvalOptions o;
+    eval_options_default(&o);
+    const char *json_path = NULL, *gen_path = NULL, *plot_path = NULL;
+    int quiet = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        if (!strcmp(a, "--stem")) {
+            o.use_stemmer = 1;
+            continue;
+        }
+        if (!strcmp(a, "--no-speed")) {
+            o.speed = 0;
+            continue;
+        }
+        if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+            quiet = 1;
+            continue;
+        }
+        if (strncmp(a, "--", 2) != 0) {
+            fprintf(stderr, "tutor: eval: unexpected argument '%s' (see tutor eval --help)\n", a);
+            return 2;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "tutor: eval: %s needs a value (see tutor eval --help)\n", a);
+            return 2;
+        }
+        const char *v = argv[++i];
+        long n;
+        if (!strcmp(a, "--model")) o.model_dir = v;
+        else if (!strcmp(a, "--data")) o.data_path = v;
+        else if (!strcmp(a, "--baseline")) o.baseline_dir = v;
+        else if (!strcmp(a, "--oracle")) o.oracle_dir = v;
+        else if (!strcmp(a, "--json")) json_path = v;
+        else if (!strcmp(a, "--generations")) gen_path = v;
+        else if (!strcmp(a, "--plot")) plot_path = v;
+        else if (!strcmp(a, "--source-field")) o.jsonl.source_field = v;
+        else if (!strcmp(a, "--target-field")) o.jsonl.target_field = v;
+        else if (!strcmp(a, "--length-penalty")) {
+            char *end;
+            o.length_penalty = strtod(v, &end);
+            if (!*v || *end) {
+                fprintf(stderr, "tutor: eval: --length-penalty: '%s' is not a number\n", v);
+                return 2;
+            }
+        } else {
+            static const struct {
+                const char *flag;
+                long min;
+            } ints[] = {{"--beam", 1},        {"--lead", 1},          {"--max-examples", 1},
+                        {"--batch-size", 1},  {"--threads", 1},       {"--speed-examples", 1},
+                        {"--max-source-tokens", 3}, {"--max-target-tokens", 2}, {"--max-new-tokens", 1},
+                        {"--exposure-len", 1}, {"--resamples", 1},    {"--seed", 0}};
+            int k = 0, nk = (int)(sizeof ints / sizeof ints[0]);
+            while (k < nk && strcmp(a, ints[k].flag)) k++;
+            if (k == nk) {
+                fprintf(stderr, "tutor: eval: unknown option '%s' (see tutor eval --help)\n", a);
+                return 2;
+            }
+            if (parse_int(a, v, ints[k].min, &n)) return 2;
+            switch (k) {
+            case 0: o.beam = (int)n; break;
+            case 1: o.lead = (int)n; break;
+            case 2: o.max_examples = (size_t)n; break;
+            case 3: o.batch_size = (int)n; break;
+            case 4: o.threads = (int)n; break;
+            case 5: o.speed_examples = (int)n; break;
+            case 6: o.max_source_tokens = (int)n; break;
+            case 7: o.max_target_tokens = (int)n; break;
+            case 8: o.max_new_tokens = (int)n; break;
+            case 9: o.exposure_max_len = (int)n; break;
+            case 10: o.resamples = (int)n; break;
+            default: o.seed = (uint64_t)n; break;
+            }
+        }
     }
-    fprintf(stderr, "tutor: eval: not yet implemented\n");
-    return 2;
+    if (!o.model_dir || !o.data_path) {
+        fprintf(stderr, "tutor: eval: --model and --data are required (see tutor eval --help)\n");
+        return 2;
+    }
+    if (plot_path && !o.oracle_dir) {
+        fprintf(stderr, "tutor: eval: --plot draws exposure bias, which needs --oracle\n");
+        return 2;
+    }
+    Progress prog = {isatty(2), -1, ""};
+    if (quiet) tt_log_set_level(0);
+    else o.progress = on_progress, o.progress_ctx = &prog;
+
+    EvalReport r;
+    if (eval_run(&o, &r)) {
+        fprintf(stderr, "tutor: %s\n", tt_errmsg());
+        return 1;
+    }
+    int status = 0;
+    char *table = eval_report_table(&r);
+    if (table) {
+        fputs("\n", stdout);
+        fputs(table, stdout);
+        fflush(stdout);
+        free(table);
+    }
+    if (json_path) {
+        if (eval_write_json(&r, json_path)) {
+            fprintf(stderr, "tutor: %s\n", tt_errmsg());
+            status = 1;
+        } else if (!quiet) {
+            fprintf(stderr, "eval: wrote %s\n", json_path);
+        }
+    }
+    if (gen_path) {
+        if (eval_write_generations(&r, gen_path)) {
+            fprintf(stderr, "tutor: %s\n", tt_errmsg());
+            status = 1;
+        } else if (!quiet) {
+            fprintf(stderr, "eval: wrote %s\n", gen_path);
+        }
+    }
+    if (plot_path && r.has_exposure) {
+        int plotted;
+        if (exposure_bias_plot(&r.exposure, plot_path, "exposure bias", &plotted)) {
+            fprintf(stderr, "tutor: %s\n", tt_errmsg());
+            status = 1;
+        } else if (plotted && !quiet) {
+            fprintf(stderr, "eval: wrote %s\n", plot_path);
+        }
+    }
+    eval_report_free(&r);
+    return status;
 }

@@ -457,7 +457,7 @@ static void choose_beam(Generator *gen, int i, int part) {
     int have = 0;
     /* top 2*num_beams of beam_score + processed log-softmax over all (beam, token), kept
      * sorted best first (ties: lower beam*V + token first) */
-    for (int b = 0; b < nb; b++) {
+    for (int b = 0; b < in->slot_count; b++) {
         const Slot *s = &sl[in->slot_begin + b];
         const real *row = gen->logits + (long)s->row * V;
         float lse = (float)gen->row_lse[s->row];

@@ -372,8 +372,9 @@ int exposure_bias_plot(const ExposureBias *eb, const char *png_path, const char 
         goto done;
     }
     char *argv[] = {"gnuplot", gp, NULL};
-    int st = run_program(argv, 0);
-    if (st != 0) rc = tt_err("gnuplot %s failed (exit status %d)", gp, st);
+    /* quiet: gnuplot warns about one-point ranges; its exit status says whether it worked */
+    int st = run_program(argv, 1);
+    if (st != 0) rc = tt_err("gnuplot %s failed (exit status %d; run it by hand to see why)", gp, st);
     else *plotted = 1;
 done:
     if (f) fclose(f);
