@@ -195,6 +195,14 @@ static void report(const Mode *m, const Torch *torch, int n_torch, int reps) {
     putchar('\n');
 }
 
+/* The temporary model directory goes however the bench ends. */
+static char tmp_dir[64] = "/tmp/tutor-decode-speed-XXXXXX";
+static void remove_tmp_dir(void) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
+    if (system(cmd)) fprintf(stderr, "decode-speed: could not remove %s\n", tmp_dir);
+}
+
 static Model *bench_model(Arch arch) {
     ModelConfig c;
     model_config_default(&c, arch);
@@ -240,8 +248,9 @@ int main(int argc, char **argv) {
     tt_set_threads(2); /* buffers for up to 2 threads; each run sets its count */
     double load[3] = {0};
     if (getloadavg(load, 3) < 0) load[0] = -1;
-    char dir[64] = "/tmp/tutor-decode-speed-XXXXXX";
-    if (!mkdtemp(dir)) return 1;
+    if (!mkdtemp(tmp_dir)) return 1;
+    atexit(remove_tmp_dir);
+    const char *dir = tmp_dir;
     char ed_dir[128], gp_dir[128], ed_src[160], gp_src[160];
     snprintf(ed_dir, sizeof ed_dir, "%s/encdec", dir);
     snprintf(gp_dir, sizeof gp_dir, "%s/gpt2", dir);
@@ -340,8 +349,5 @@ int main(int argc, char **argv) {
     model_free(ed);
     model_free(gp);
     free(times);
-    char cmd[200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd)) return 1;
     return 0;
 }

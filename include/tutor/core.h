@@ -54,14 +54,13 @@ uint32_t rng_below(Rng *r, uint32_t n); /* uniform in [0, n) without bias */
 /* Threads: the count used by BLAS and by tutor's own parallel loops. */
 void tt_set_threads(int n);
 int tt_threads(void);
-/* Runs fn(i, ctx) for i in [0, n) over tt_threads() threads; static partition so that
- * results do not depend on timing. */
+/* Runs fn(i, ctx) for i in [0, n) over tt_threads() threads. */
 void tt_parallel_for(int n, void (*fn)(int i, void *ctx), void *ctx);
 
-/* Splits [0, n) into at most tt_threads() contiguous parts, runs fn(begin, end, part, ctx)
- * for each on the worker pool (part < tt_threads(): an index for per-thread scratch), and
- * returns when all are done. BLAS calls inside run single-threaded. Nested calls run
- * serially on the caller. */
+/* Splits [0, n) into contiguous chunks (boundaries depend only on n and tt_threads()), runs
+ * fn(begin, end, part, ctx) for each on the worker pool, threads taking chunks as they come
+ * free, and returns when all are done. part < tt_threads() names the thread (for per-thread
+ * scratch), not the chunk: results must not depend on it. Nested calls run serially. */
 void tt_parallel_range(int n, void (*fn)(int begin, int end, int part, void *ctx), void *ctx);
 
 /* Monotonic clock in seconds. */

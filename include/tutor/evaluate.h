@@ -191,6 +191,6 @@ int eval_measure_memory(const char *dir, const int *const *src, const int *src_l
                         int max_new_tokens, int beam, long long *peak_rss_bytes, long long *base_rss_bytes);
 
 /* Median and p90 of n values (sorted copy; linear interpolation as numpy's default). */
-double percentile(const double *v, int n, double q);
+double eval_percentile(const double *v, int n, double q);
 
 #endif

@@ -207,7 +207,9 @@ int cmd_eval(int argc, char **argv) {
     }
     if (plot_path && r.has_exposure) {
         int plotted;
-        if (exposure_bias_plot(&r.exposure, plot_path, "exposure bias", &plotted)) {
+        char title[1024];
+        snprintf(title, sizeof title, "exposure bias of %s against oracle %s", o.model_dir, o.oracle_dir);
+        if (exposure_bias_plot(&r.exposure, plot_path, title, &plotted)) {
             fprintf(stderr, "tutor: %s\n", tt_errmsg());
             status = 1;
         } else if (plotted && !quiet) {

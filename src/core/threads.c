@@ -1,6 +1,6 @@
 /* threads.c: the thread count shared by OpenBLAS and tutor's own loops, and a persistent
- * worker pool for parallel loops with a static partition (results never depend on
- * scheduling, and no thread is created or memory allocated inside a training step). */
+ * worker pool for parallel loops over fixed chunks taken dynamically (results never depend
+ * on scheduling, and no thread is created or memory allocated inside a training step). */
 #include "tutor/core.h"
 
 #include <pthread.h>
@@ -20,18 +20,26 @@ typedef struct {
     int n_workers;         /* threads besides the caller */
     long generation;
     int pending;
-    int n;
+    int n, n_chunks;
     void (*fn)(int begin, int end, int part, void *ctx);
     void *ctx;
-    int parts;
+    _Atomic int next_chunk;
     _Atomic int in_region;
 } Pool;
 
 static Pool pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .start_cv = PTHREAD_COND_INITIALIZER, .done_cv = PTHREAD_COND_INITIALIZER};
 
-static void run_part(int part, int parts, int n, void (*fn)(int, int, int, void *), void *ctx) {
-    int begin = (int)((long)n * part / parts), end = (int)((long)n * (part + 1) / parts);
-    if (begin < end) fn(begin, end, part, ctx);
+/* Chunks have fixed boundaries (they depend on n and the thread count only); threads take
+ * them first come, first served, so a thread the OS sets aside does not hold the others up,
+ * and the results do not depend on which thread ran which chunk. */
+static void run_chunks(int part) {
+    int n = pool.n, n_chunks = pool.n_chunks;
+    for (;;) {
+        int c = atomic_fetch_add(&pool.next_chunk, 1);
+        if (c >= n_chunks) break;
+        int begin = (int)((long)n * c / n_chunks), end = (int)((long)n * (c + 1) / n_chunks);
+        if (begin < end) pool.fn(begin, end, part, pool.ctx);
+    }
 }
 
 static void *worker(void *arg) {
@@ -41,11 +49,8 @@ static void *worker(void *arg) {
     for (;;) {
         while (pool.generation == seen) pthread_cond_wait(&pool.start_cv, &pool.mu);
         seen = pool.generation;
-        int n = pool.n, parts = pool.parts;
-        void (*fn)(int, int, int, void *) = pool.fn;
-        void *ctx = pool.ctx;
         pthread_mutex_unlock(&pool.mu);
-        if (id < parts) run_part(id, parts, n, fn, ctx);
+        if (id < n_threads) run_chunks(id);
         pthread_mutex_lock(&pool.mu);
         if (--pool.pending == 0) pthread_cond_signal(&pool.done_cv);
     }
@@ -73,24 +78,29 @@ void tt_set_threads(int n) {
 
 int tt_threads(void) { return n_threads; }
 
+/* Chunks per thread: enough to even out a thread that is descheduled for a while. */
+#define CHUNKS_PER_THREAD 4
+
 void tt_parallel_range(int n, void (*fn)(int begin, int end, int part, void *ctx), void *ctx) {
-    int parts = n_threads < n ? n_threads : n;
-    if (parts > pool.n_workers + 1) parts = pool.n_workers + 1;
-    if (parts <= 1 || pool.in_region) {
+    int threads = n_threads <= pool.n_workers + 1 ? n_threads : pool.n_workers + 1;
+    if (threads <= 1 || n <= 1 || pool.in_region) {
         if (n > 0) fn(0, n, 0, ctx);
         return;
     }
+    int n_chunks = threads * CHUNKS_PER_THREAD;
+    if (n_chunks > n) n_chunks = n;
     pthread_mutex_lock(&pool.mu);
     pool.in_region = 1;
     pool.n = n;
+    pool.n_chunks = n_chunks;
     pool.fn = fn;
     pool.ctx = ctx;
-    pool.parts = parts;
+    atomic_store(&pool.next_chunk, 0);
     pool.pending = pool.n_workers;
     pool.generation++;
     pthread_cond_broadcast(&pool.start_cv);
     pthread_mutex_unlock(&pool.mu);
-    run_part(0, parts, n, fn, ctx);
+    run_chunks(0);
     pthread_mutex_lock(&pool.mu);
     while (pool.pending > 0) pthread_cond_wait(&pool.done_cv, &pool.mu);
     pool.in_region = 0;

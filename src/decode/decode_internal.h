@@ -72,15 +72,15 @@ typedef struct {
 /* Applies repetition penalty, no-repeat n-gram, minimum length, forced BOS and forced EOS
  * to scores (V) in place (raw logits for greedy/sampling, log-probabilities for beam search,
  * as HF does). mark: V bytes of zeroed scratch, left zeroed. */
-void logits_process(const GenConfig *g, const HypView *h, float *scores, int V, unsigned char *mark);
+void logits_process(const GenConfig *g, const HypView *h, real *scores, int V, unsigned char *mark);
 /* Temperature, top-k, top-p (HF's warpers, in its order): removed tokens become -inf.
  * work: 2*V floats + V ints of scratch. */
-void logits_warp(const GenConfig *g, float *scores, int V, float *work, int *iwork);
+void logits_warp(const GenConfig *g, real *scores, int V, real *work, int *iwork);
 /* Draws a token from softmax(scores) (-inf = never) with u uniform in [0, 1). */
-int sample_from_scores(const float *scores, int V, double u);
+int sample_from_scores(const real *scores, int V, double u);
 /* log(sum(exp(x))) of a row (V), in vector lanes. */
-double row_logsumexp(const float *x, int V);
+double row_logsumexp(const real *x, int V);
 /* Index of the largest score (the first on ties). */
-int argmax_scores(const float *scores, int V);
+int argmax_scores(const real *scores, int V);
 
 #endif

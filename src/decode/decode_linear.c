@@ -10,6 +10,7 @@
 /* C11 mode turns off multiply-add contraction; these loops are made of them. */
 #pragma GCC optimize("fp-contract=fast")
 
+#if !REAL_IS_DOUBLE
 typedef float v8 __attribute__((vector_size(32)));
 typedef float v8u __attribute__((vector_size(32), aligned(4))); /* unaligned load/store */
 
@@ -75,6 +76,8 @@ static void small_nn(int begin, int end, int part, void *arg) {
         }
     }
 }
+
+#endif
 
 /* Rows up to which the streaming kernels beat sgemm (measured on the reference machine with
  * the benchmark's shapes, d_model 256, FFN 1024, vocabulary 8000: 2-4x faster at 1-4 rows,

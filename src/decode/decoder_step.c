@@ -114,23 +114,23 @@ int decode_cache_begin(DecodeCache *dc, int n, const int *const *src, const int 
 
 /* ---- attention over the cache ---- */
 
-static inline float dot_f(const float *restrict a, const float *restrict b, int n) {
-    float acc[8] = {0};
+static inline real dot_f(const real *restrict a, const real *restrict b, int n) {
+    real acc[8] = {0};
     int i = 0;
     for (; i + 8 <= n; i += 8)
         for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
-    float s = 0;
+    real s = 0;
     for (; i < n; i++) s += a[i] * b[i];
     return s + ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
-static inline void softmax_inplace(float *s, int n) {
-    float mx = -INFINITY;
+static inline void softmax_inplace(real *s, int n) {
+    real mx = -INFINITY;
     for (int t = 0; t < n; t++) mx = s[t] > mx ? s[t] : mx;
     for (int t = 0; t < n; t++) s[t] = REAL_EXP(s[t] - mx);
     double sum = 0;
     for (int t = 0; t < n; t++) sum += s[t];
-    float inv = (float)(1.0 / sum);
+    real inv = (real)(1.0 / sum);
     for (int t = 0; t < n; t++) s[t] *= inv;
 }
 
@@ -148,7 +148,7 @@ static void attention_rows(int begin, int end, int part, void *arg) {
     DecodeCache *dc = j->dc;
     int H = dc->H, D = dc->D;
     long C = dc->C;
-    float *s = dc->scores + (long)part * ((dc->max_ctx > dc->max_src ? dc->max_ctx : dc->max_src) + 16);
+    real *s = dc->scores + (long)part * ((dc->max_ctx > dc->max_src ? dc->max_ctx : dc->max_src) + 16);
     for (int rh = begin; rh < end; rh++) {
         int i = rh / H, h = rh % H;
         const real *q = j->q + (long)i * j->ldq + h * D;
@@ -162,7 +162,7 @@ static void attention_rows(int begin, int end, int part, void *arg) {
             softmax_inplace(s, n);
             for (int t = 0; t < n; t++) {
                 const real *v = kv + t * 2 * C + C;
-                float p = s[t];
+                real p = s[t];
                 for (int d = 0; d < D; d++) o[d] += p * v[d];
             }
         } else {
@@ -174,7 +174,7 @@ static void attention_rows(int begin, int end, int part, void *arg) {
             softmax_inplace(s, n);
             for (int t = 0; t < n; t++) {
                 const real *v = vp + tab[t] * C;
-                float p = s[t];
+                real p = s[t];
                 for (int d = 0; d < D; d++) o[d] += p * v[d];
             }
         }

@@ -40,7 +40,7 @@ typedef struct {
 } InputState;
 
 typedef struct {
-    float score;
+    real score;
     int idx;               /* beam * V + token */
 } Cand;
 
@@ -69,7 +69,7 @@ struct Generator {
     GenHypothesis *out_hyps;
     int *out_tokens;
     int parts;
-    float *work;           /* (parts, 3V) */
+    real *work;           /* (parts, 3V) */
     int *iwork;            /* (parts, V) */
     unsigned char *mark;   /* (parts, V) */
     Cand *cand;            /* (parts, 2 * num_beams) */
@@ -191,7 +191,7 @@ Generator *generator_new(Model *m, const GenConfig *g, int max_inputs, int max_s
     gen->outs = tt_alloc(sizeof(GenOutput) * (size_t)max_inputs);
     gen->out_hyps = tt_alloc(sizeof(GenHypothesis) * (size_t)max_inputs * gen->K);
     gen->out_tokens = tt_alloc(I * (size_t)max_inputs * gen->K * gen->max_new_cap);
-    gen->work = tt_alloc(sizeof(float) * (size_t)gen->parts * 3 * V);
+    gen->work = tt_alloc(sizeof(real) * (size_t)gen->parts * 3 * V);
     gen->iwork = tt_alloc(I * (size_t)gen->parts * V);
     gen->mark = tt_alloc((size_t)gen->parts * V);
     gen->cand = tt_alloc(sizeof(Cand) * (size_t)gen->parts * 2 * nb);
@@ -344,7 +344,7 @@ static void choose_greedy_or_sample(Generator *gen, int i, int part) {
     InputState *in = &gen->in[i];
     const GenConfig *g = &gen->g;
     int V = gen->V;
-    float *scores = gen->work + (size_t)part * 3 * V, *work = scores + V;
+    real *scores = gen->work + (size_t)part * 3 * V, *work = scores + V;
     Slot *sl = gen->slots[gen->cur];
     in->n_dec = 0;
     for (int j = 0; j < in->slot_count; j++) {
@@ -352,7 +352,7 @@ static void choose_greedy_or_sample(Generator *gen, int i, int part) {
         const Slot *s = &sl[si];
         const real *row = gen->logits + (long)s->row * V;
         double lse = gen->row_lse[s->row];
-        memcpy(scores, row, sizeof(float) * (size_t)V);
+        memcpy(scores, row, sizeof(real) * (size_t)V);
         HypView hv = {s->seq, s->len, s->n_new, in->max_new};
         logits_process(g, &hv, scores, V, gen->mark + (size_t)part * V);
         int tok;
@@ -445,13 +445,13 @@ static void beam_output(Generator *gen, int i) {
     }
 }
 
-static inline int cand_better(float s, int idx, const Cand *c) { return s > c->score || (s == c->score && idx < c->idx); }
+static inline int cand_better(real s, int idx, const Cand *c) { return s > c->score || (s == c->score && idx < c->idx); }
 
 static void choose_beam(Generator *gen, int i, int part) {
     InputState *in = &gen->in[i];
     const GenConfig *g = &gen->g;
     int V = gen->V, nb = g->num_beams, ncand = 2 * nb;
-    float *scores = gen->work + (size_t)part * 3 * V;
+    real *scores = gen->work + (size_t)part * 3 * V;
     Cand *top = gen->cand + (size_t)part * ncand;
     Slot *sl = gen->slots[gen->cur];
     int have = 0;
@@ -460,13 +460,13 @@ static void choose_beam(Generator *gen, int i, int part) {
     for (int b = 0; b < in->slot_count; b++) {
         const Slot *s = &sl[in->slot_begin + b];
         const real *row = gen->logits + (long)s->row * V;
-        float lse = (float)gen->row_lse[s->row];
+        real lse = (real)gen->row_lse[s->row];
         for (int v = 0; v < V; v++) scores[v] = row[v] - lse;
         HypView hv = {s->seq, s->len, s->n_new, in->max_new};
         logits_process(g, &hv, scores, V, gen->mark + (size_t)part * V);
-        float bs = (float)s->beam_score;
+        real bs = (real)s->beam_score;
         for (int v = 0; v < V; v++) {
-            float c = scores[v] + bs;
+            real c = scores[v] + bs;
             int idx = b * V + v;
             if (have == ncand && !cand_better(c, idx, &top[ncand - 1])) continue;
             int j = have < ncand ? have++ : ncand - 1;

@@ -9,15 +9,15 @@
 #include "decode_internal.h"
 #include "kernels/fastmath.h"
 
-static void force_token(float *scores, int V, int tok) {
+static void force_token(real *scores, int V, int tok) {
     for (int v = 0; v < V; v++) scores[v] = -INFINITY;
     scores[tok] = 0;
 }
 
-void logits_process(const GenConfig *g, const HypView *h, float *scores, int V, unsigned char *mark) {
+void logits_process(const GenConfig *g, const HypView *h, real *scores, int V, unsigned char *mark) {
     if (g->repetition_penalty != 1.0) {
         /* each distinct token of the sequence once: logit > 0 ? logit / p : logit * p */
-        float pen = (float)g->repetition_penalty;
+        real pen = (real)g->repetition_penalty;
         for (int i = 0; i < h->len; i++) {
             int t = h->seq[i];
             if (t < 0 || t >= V || mark[t]) continue;
@@ -44,16 +44,16 @@ void logits_process(const GenConfig *g, const HypView *h, float *scores, int V, 
 }
 
 /* k-th largest of x (n values, 1 <= k <= n); x is reordered. Hoare-style quickselect. */
-static float kth_largest(float *x, int n, int k) {
+static real kth_largest(real *x, int n, int k) {
     int lo = 0, hi = n - 1, want = k - 1;
     while (lo < hi) {
-        float pivot = x[lo + (hi - lo) / 2];
+        real pivot = x[lo + (hi - lo) / 2];
         int i = lo, j = hi;
         while (i <= j) {
             while (x[i] > pivot) i++;
             while (x[j] < pivot) j--;
             if (i <= j) {
-                float t = x[i];
+                real t = x[i];
                 x[i] = x[j];
                 x[j] = t;
                 i++;
@@ -78,15 +78,15 @@ static int cmp_prob_desc(const void *a, const void *b) {
     return x->id - y->id;
 }
 
-void logits_warp(const GenConfig *g, float *scores, int V, float *work, int *iwork) {
+void logits_warp(const GenConfig *g, real *scores, int V, real *work, int *iwork) {
     if (g->temperature != 1.0) {
-        float t = (float)g->temperature;
+        real t = (real)g->temperature;
         for (int v = 0; v < V; v++) scores[v] /= t;
     }
     if (g->top_k > 0 && g->top_k < V) {
         /* HF keeps every token whose score reaches the k-th largest (ties kept) */
-        memcpy(work, scores, sizeof(float) * (size_t)V);
-        float kth = kth_largest(work, V, g->top_k);
+        memcpy(work, scores, sizeof(real) * (size_t)V);
+        real kth = kth_largest(work, V, g->top_k);
         for (int v = 0; v < V; v++)
             if (scores[v] < kth) scores[v] = -INFINITY;
     }
@@ -95,7 +95,7 @@ void logits_warp(const GenConfig *g, float *scores, int V, float *work, int *iwo
          * descending order that keeps a token iff the mass strictly above it is < top_p. Only
          * tokens of probability >= tau can be kept once the mass of those reaches top_p, so
          * the sort is over those. */
-        float mx = -INFINITY;
+        real mx = -INFINITY;
         for (int v = 0; v < V; v++) mx = scores[v] > mx ? scores[v] : mx;
         double sum = 0;
         for (int v = 0; v < V; v++) sum += scores[v] == -INFINITY ? 0 : exp((double)scores[v] - mx);
@@ -133,8 +133,8 @@ void logits_warp(const GenConfig *g, float *scores, int V, float *work, int *iwo
     }
 }
 
-int sample_from_scores(const float *scores, int V, double u) {
-    float mx = -INFINITY;
+int sample_from_scores(const real *scores, int V, double u) {
+    real mx = -INFINITY;
     int last = 0;
     for (int v = 0; v < V; v++) {
         if (scores[v] > mx) mx = scores[v];
@@ -152,21 +152,21 @@ int sample_from_scores(const float *scores, int V, double u) {
     return last;
 }
 
-int argmax_scores(const float *scores, int V) {
+int argmax_scores(const real *scores, int V) {
     int best = 0;
     for (int v = 1; v < V; v++)
         if (scores[v] > scores[best]) best = v;
     return best;
 }
 
-double row_logsumexp(const float *x, int V) {
+double row_logsumexp(const real *x, int V) {
     /* eight lanes that GCC turns into vector max / exp / add */
-    float mx[8], acc[8];
+    real mx[8], acc[8];
     for (int j = 0; j < 8; j++) mx[j] = -INFINITY, acc[j] = 0;
     int V8 = V & ~7;
     for (int i = 0; i < V8; i += 8)
         for (int j = 0; j < 8; j++) mx[j] = x[i + j] > mx[j] ? x[i + j] : mx[j];
-    float m = -INFINITY;
+    real m = -INFINITY;
     for (int j = 0; j < 8; j++) m = mx[j] > m ? mx[j] : m;
     for (int i = V8; i < V; i++) m = x[i] > m ? x[i] : m;
     if (m == -INFINITY) return -INFINITY;

@@ -64,10 +64,12 @@ void gemm(int ta, int tb, int M, int N, int K, real alpha, const real *A, int ld
         prof_seconds += tt_now_s() - t0;
         return;
     }
-    /* Blocks along the longer side, each at least 16 wide. */
+    /* Blocks along the longer side, a few per thread so that the pool can even out a thread
+     * the OS sets aside, each at least 64 wide so that BLAS stays efficient. */
     int split_rows = M >= N;
     int side = split_rows ? M : N;
-    int parts = threads;
+    int parts = threads * 3;
+    while (parts > threads && side / parts < 64) parts--;
     while (parts > 1 && side / parts < 16) parts--;
     GemmJob g = {ta, tb, M, N, K, lda, ldb, ldc, split_rows, parts, alpha, beta, A, B, C};
     tt_parallel_range(parts, gemm_blocks, &g);

@@ -16,7 +16,7 @@ void logsumexp_row(const real *logits, int V, double *max_out, double *lse_out) 
     *lse_out = mx + log(s);
 }
 
-enum { MAX_PARTS = 64 };
+enum { MAX_CHUNK_ROWS = 1024 };
 
 typedef struct {
     real *chunk;
@@ -24,8 +24,7 @@ typedef struct {
     int V;
     double eps, grad_scale;
     int grad;
-    double part_loss[MAX_PARTS];
-    long part_count[MAX_PARTS];
+    double row_loss[MAX_CHUNK_ROWS]; /* summed in row order afterwards: no dependence on threads */
 } XentJob;
 
 /* Sum in double with four accumulators (a fixed order: deterministic). */
@@ -40,11 +39,11 @@ static double sum_row(const real *x, int n) {
 static void xent_rows(int begin, int end, int part, void *arg) {
     XentJob *j = arg;
     int V = j->V;
-    double eps = j->eps, total = 0;
-    long counted = 0;
+    double eps = j->eps;
     for (int r = begin; r < end; r++) {
         real *restrict lg = j->chunk + (long)r * V;
         int y = j->labels[r];
+        j->row_loss[r] = 0;
         if (y == -100) {
             if (j->grad)
                 for (int v = 0; v < V; v++) lg[v] = 0;
@@ -60,16 +59,13 @@ static void xent_rows(int begin, int end, int part, void *arg) {
         double lse = mx + log(sum);
         double loss = lse - logit_y;
         if (eps > 0) loss = (1 - eps) * loss + eps * (lse - mean_logit);
-        total += loss;
-        counted++;
+        j->row_loss[r] = loss;
         if (j->grad) {
             real gs = (real)(j->grad_scale / sum), off = (real)(j->grad_scale * eps / V);
             for (int v = 0; v < V; v++) lg[v] = gs * lg[v] - off;
             lg[y] -= (real)(j->grad_scale * (1 - eps));
         }
     }
-    j->part_loss[part] += total;
-    j->part_count[part] += counted;
 }
 
 double vocab_xent(const real *x, const real *w, const real *bias, const int *labels, int N, int C,
@@ -77,6 +73,9 @@ double vocab_xent(const real *x, const real *w, const real *bias, const int *lab
                   real *chunk, int chunk_rows, long *n_counted) {
     // x (N,C), w (V,C), bias (V), labels (N), chunk (chunk_rows, V)
     XentJob j = {.chunk = chunk, .V = V, .eps = label_smoothing, .grad_scale = grad_scale, .grad = dx != NULL};
+    double total = 0;
+    long counted = 0;
+    if (chunk_rows > MAX_CHUNK_ROWS) chunk_rows = MAX_CHUNK_ROWS;
     for (int r0 = 0; r0 < N; r0 += chunk_rows) {
         int R = N - r0 < chunk_rows ? N - r0 : chunk_rows;
         int any = 0;
@@ -85,11 +84,10 @@ double vocab_xent(const real *x, const real *w, const real *bias, const int *lab
         linear_forward(chunk, V, x + (long)r0 * C, w, bias, R, C, V, W_OUT_IN);
         j.labels = labels + r0;
         tt_parallel_range(R, xent_rows, &j);
+        for (int r = 0; r < R; r++)
+            if (labels[r0 + r] != -100) total += j.row_loss[r], counted++;
         if (dx) linear_backward(dx + (long)r0 * C, dw, dbias, chunk, V, x + (long)r0 * C, w, R, C, V, W_OUT_IN);
     }
-    double total = 0;
-    long counted = 0;
-    for (int p = 0; p < MAX_PARTS; p++) total += j.part_loss[p], counted += j.part_count[p];
     if (n_counted) *n_counted = counted;
     return total;
 }

@@ -189,7 +189,7 @@ static int ngram_ids_build(char *const *hyps, size_t n, int order, NgramIds *g) 
         if (!uniq || !g->ids) rc = tt_err("out of memory");
     }
     if (!rc) {
-        memcpy(uniq, keys, n_keys * sizeof *uniq);
+        if (n_keys) memcpy(uniq, keys, n_keys * sizeof *uniq);
         qsort(uniq, n_keys, sizeof *uniq, cmp_u64);
         size_t u = 0;
         for (size_t k = 0; k < n_keys; k++)

@@ -89,7 +89,7 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-double percentile(const double *v, int n, double q) {
+double eval_percentile(const double *v, int n, double q) {
     if (n <= 0) return NAN;
     double *s = malloc(sizeof(double) * (size_t)n);
     if (!s) return NAN;
@@ -273,7 +273,7 @@ static int time_mode(Timed *t, int n_sys, int beam, const EvalOptions *o, int n)
     for (int s = 0; s < n_sys; s++) {
         if (!rc) {
             EvalCost *c = t[s].cost;
-            double med = 1000 * percentile(t[s].lat_s, n, 0.5), p90 = 1000 * percentile(t[s].lat_s, n, 0.9);
+            double med = 1000 * eval_percentile(t[s].lat_s, n, 0.5), p90 = 1000 * eval_percentile(t[s].lat_s, n, 0.9);
             double tps = t[s].many_s > 0 ? (double)t[s].many_tokens / t[s].many_s : NAN;
             if (beam > 1) c->beam_ms_median = med, c->beam_ms_p90 = p90, c->beam_tokens_per_s = tps;
             else c->greedy_ms_median = med, c->greedy_ms_p90 = p90, c->greedy_tokens_per_s = tps;

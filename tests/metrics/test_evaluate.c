@@ -316,3 +316,11 @@ Test(eval, command_line_end_to_end) {
     cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 2, "usage error");
     test_rmtree(f.dir);
 }
+
+Test(eval, percentiles_as_numpy) {
+    const double v[5] = {4, 1, 3, 2, 10};
+    cr_expect_float_eq(eval_percentile(v, 4, 0.5), 2.5, 1e-12);  /* numpy.percentile([4,1,3,2], 50) */
+    cr_expect_float_eq(eval_percentile(v, 4, 0.9), 3.7, 1e-12);  /* ... 90 */
+    cr_expect_float_eq(eval_percentile(v, 5, 0.9), 7.6, 1e-12);  /* [1,2,3,4,10]: 4 + 0.6 * 6 */
+    cr_expect_float_eq(eval_percentile(v, 1, 0.9), 4.0, 1e-12);
+}
