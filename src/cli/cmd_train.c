@@ -7,6 +7,7 @@
 
 #include "tutor/cli.h"
 #include "tutor/fileio.h"
+#include "tutor/generate.h"
 #include "tutor/train.h"
 
 static void usage(FILE *f) {
@@ -217,6 +218,14 @@ int cmd_train(int argc, char **argv) {
         tt_err("the model's vocabulary (%d) is smaller than the tokenizer's (%d)", m->cfg.vocab_size,
                tokenizer_vocab_size(tok));
         goto fail;
+    }
+    /* the model directory carries its decoding defaults, as Hugging Face's do */
+    {
+        GenConfig g;
+        gen_config_from_model(&g, &m->cfg);
+        char path[4200];
+        snprintf(path, sizeof path, "%s/generation_config.json", o.out_dir);
+        if (make_dirs(o.out_dir) || gen_config_save(&g, path)) goto fail;
     }
     int rc = train_run(m, tok, &o);
     if (rc < 0) goto fail;
