@@ -12,8 +12,10 @@
 
 #include "tutor/core.h"
 
-static inline float fast_expf(float x) {
-    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+static inline float fast_expf(float x_in) {
+    /* clamp, and a NaN (which fails every comparison) computes on 0 and is returned as is */
+    float x = x_in < -87.0f ? -87.0f : (x_in > 88.0f ? 88.0f : x_in);
+    x = x == x ? x : 0.0f;
     float n = floorf(x * 1.44269504088896341f + 0.5f);
     /* ln 2 in two parts, so that x - n ln2 is exact */
     float r = x - n * 0.693359375f + n * 2.12194440e-4f;
@@ -24,10 +26,11 @@ static inline float fast_expf(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
+    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23; /* n in [-126, 127]: a normal power of 2 */
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    float r2 = p * scale;
+    return x_in == x_in ? r2 : x_in;
 }
 
 static inline float fast_erff(float x) {
