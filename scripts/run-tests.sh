@@ -11,7 +11,7 @@ if [ "${SANITIZE:-0}" = 1 ]; then
   export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0"
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 fi
-jobs="${JOBS:-$(nproc)}"
+jobs="${JOBS:-$(getconf _NPROCESSORS_ONLN)}"  # not nproc: it obeys OMP_NUM_THREADS
 start=$(date +%s)
 run_one() {
   t0=$(date +%s)
