@@ -16,75 +16,36 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "coprocess.h"
 #include "tutor/generate.h"
 
 enum { B = 16, S = 128, NEW = 32, BEAMS = 4, GPT_PROMPT = 32, GPT_NEW = 256 };
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(const double *x, int n) {
-    double *c = malloc(sizeof(double) * n);
-    memcpy(c, x, sizeof(double) * n);
-    qsort(c, (size_t)n, sizeof *c, cmp_double);
-    double m = n % 2 ? c[n / 2] : 0.5 * (c[n / 2 - 1] + c[n / 2]);
-    free(c);
-    return m;
-}
-
 typedef struct {
-    FILE *to, *from;
-    pid_t pid;
+    Coprocess cp;
     int threads;
 } Torch;
 
 static int torch_start(Torch *t, const char *model_dir, const char *sources, int n_new, int threads) {
-    int in[2], out[2];
-    if (pipe(in) || pipe(out)) return -1;
-    pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        close(in[1]);
-        close(out[0]);
-        char th[16], nn[16], nb[16];
-        snprintf(th, sizeof th, "%d", threads);
-        snprintf(nn, sizeof nn, "%d", n_new);
-        snprintf(nb, sizeof nb, "%d", BEAMS);
-        execl("/usr/bin/python3", "python3", "bench/decode_speed_torch.py", "--serve", "--model", model_dir,
-              "--sources", sources, "--new", nn, "--beams", nb, "--threads", th, (char *)NULL);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    t->to = fdopen(in[1], "w");
-    t->from = fdopen(out[0], "r");
-    t->pid = pid;
+    char th[16], nn[16], nb[16];
+    snprintf(th, sizeof th, "%d", threads);
+    snprintf(nn, sizeof nn, "%d", n_new);
+    snprintf(nb, sizeof nb, "%d", BEAMS);
+    char *argv[] = {"python3", "bench/decode_speed_torch.py", "--serve", "--model", (char *)model_dir,
+                    "--sources", (char *)sources, "--new", nn, "--beams", nb, "--threads", th, NULL};
     t->threads = threads;
-    char line[256];
-    if (!fgets(line, sizeof line, t->from) || strncmp(line, "ready", 5)) return -1;
-    return 0;
+    return coprocess_start(&t->cp, argv);
 }
 
-static void torch_stop(Torch *t) {
-    if (!t->to) return;
-    fprintf(t->to, "quit\n");
-    fclose(t->to);
-    fclose(t->from);
-    waitpid(t->pid, NULL, 0);
-    t->to = NULL;
-}
+static void torch_stop(Torch *t) { coprocess_stop(&t->cp); }
 
 /* One decode on the PyTorch side: seconds, and the tokens (n expected) into toks. */
 static double torch_run(Torch *t, const char *mode, int *toks, int n) {
-    fprintf(t->to, "%s\n", mode);
-    fflush(t->to);
+    fprintf(t->cp.to, "%s\n", mode);
+    fflush(t->cp.to);
     char *line = NULL;
     size_t cap = 0;
-    if (getline(&line, &cap, t->from) < 0) {
+    if (getline(&line, &cap, t->cp.from) < 0) {
         free(line);
         return -1;
     }
@@ -165,8 +126,8 @@ static int run_mode(Mode *m, Torch *torch, int n_torch, int reps, int *const *sr
 /* The encoder-only breakdown: milliseconds, not tokens. */
 static void report_encode(const Mode *m, const Torch *torch, int n_torch, int reps) {
     double tut = 1e30, tor = 1e30;
-    for (int k = 0; k < 2; k++) tut = fmin(tut, median(m->t_tutor[k], reps));
-    for (int k = 0; k < n_torch; k++) tor = fmin(tor, median(m->t_torch[k], reps));
+    for (int k = 0; k < 2; k++) tut = fmin(tut, bench_median(m->t_tutor[k], reps));
+    for (int k = 0; k < n_torch; k++) tor = fmin(tor, bench_median(m->t_torch[k], reps));
     printf("%-20s tutor %.1f ms", m->name, 1e3 * tut);
     if (n_torch) printf("  pytorch %.1f ms  ratio %.2f", 1e3 * tor, tor / tut);
     putchar('\n');
@@ -177,13 +138,13 @@ static void report(const Mode *m, const Torch *torch, int n_torch, int reps) {
     double tut = 0;
     printf("%-20s", m->name);
     for (int k = 0; k < 2; k++) {
-        double x = tokens / median(m->t_tutor[k], reps);
+        double x = tokens / bench_median(m->t_tutor[k], reps);
         printf(" tutor(%d thr) %6.1f", k + 1, x);
         if (x > tut) tut = x;
     }
     double best = 0;
     for (int k = 0; k < n_torch; k++) {
-        double tor = tokens / median(m->t_torch[k], reps);
+        double tor = tokens / bench_median(m->t_torch[k], reps);
         printf("  pytorch(%d thr) %6.1f", torch[k].threads, tor);
         if (tor > best) best = tor;
     }
@@ -308,7 +269,8 @@ int main(int argc, char **argv) {
             fprintf(stderr, "decode-speed: %s\n", tt_errmsg());
             return 1;
         }
-    Torch torch[2] = {{0}};
+    Torch torch[2];
+    memset(torch, 0, sizeof torch);
     int n_torch = use_torch ? 2 : 0;
     if (only != 1) {
         for (int k = 0; k < n_torch; k++)

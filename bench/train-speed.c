@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "coprocess.h"
 #include "tutor/kernels.h"
 #include "tutor/model.h"
 
@@ -18,16 +19,6 @@ void model_acts_free(Model *m); /* from src/model/model_internal.h */
 #include "tutor/optim.h"
 
 enum { B = 16, S = 128, T = 32 };
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *x, int n) {
-    qsort(x, (size_t)n, sizeof *x, cmp_double);
-    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
-}
 
 /* sgemm rate on square products large enough to reach BLAS's peak. */
 static double measure_sgemm_gflops(void) {
@@ -57,37 +48,14 @@ static double forward_flops(const ModelConfig *c) {
     return enc + dec + 2 * Nt * C * V;
 }
 
-typedef struct {
-    FILE *to, *from;
-    pid_t pid;
-} Torch;
-
-static int torch_start(Torch *t, int threads) {
-    int in[2], out[2];
-    if (pipe(in) || pipe(out)) return -1;
-    pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        close(in[1]);
-        close(out[0]);
-        char th[16];
-        snprintf(th, sizeof th, "%d", threads);
-        execl("/usr/bin/python3", "python3", "bench/train_speed_torch.py", "--serve", "--threads", th, (char *)NULL);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    t->to = fdopen(in[1], "w");
-    t->from = fdopen(out[0], "r");
-    t->pid = pid;
-    char line[256];
-    if (!fgets(line, sizeof line, t->from) || strncmp(line, "ready", 5)) return -1;
-    return 0;
+static int torch_start(Coprocess *t, int threads) {
+    char th[16];
+    snprintf(th, sizeof th, "%d", threads);
+    char *argv[] = {"python3", "bench/train_speed_torch.py", "--serve", "--threads", th, NULL};
+    return coprocess_start(t, argv);
 }
 
-static double torch_step(Torch *t) {
+static double torch_step(Coprocess *t) {
     char line[256];
     fprintf(t->to, "step\n");
     fflush(t->to);
@@ -140,7 +108,7 @@ int main(int argc, char **argv) {
     AdamWConfig oc;
     adamw_config_default(&oc);
     adamw_init(&opt, m, &oc);
-    Torch torch = {0};
+    Coprocess torch = {0};
     if (use_torch && torch_start(&torch, threads)) {
         fprintf(stderr, "train-speed: cannot start bench/train_speed_torch.py (run from the repository root)\n");
         return 1;
@@ -179,7 +147,7 @@ int main(int argc, char **argv) {
         if (use_torch) fprintf(stderr, ", torch %.3fs\n", i >= 0 ? t_torch[i] : 0.0);
     }
     uint64_t step_allocs = tt_alloc_count() - allocs_before;
-    double med_tutor = median(t_tutor, steps);
+    double med_tutor = bench_median(t_tutor, steps);
     double flops = 3 * forward_flops(&cfg);
     double tok_tutor = B * T / med_tutor;
     printf("model: mBART-style d_model 256, 4+4 layers, 4 heads, FFN 1024, vocab 8000; batch %d x (%d src, %d tgt); "
@@ -187,15 +155,14 @@ int main(int argc, char **argv) {
            B, S, T, threads, steps);
     printf("tutor:   %8.1f target tokens/s  (%.3f s/step, %.1f GFLOP/s)\n", tok_tutor, med_tutor, flops / med_tutor / 1e9);
     if (use_torch) {
-        double med_torch = median(t_torch, steps);
+        double med_torch = bench_median(t_torch, steps);
         double tok_torch = B * T / med_torch;
         printf("pytorch: %8.1f target tokens/s  (%.3f s/step, %.1f GFLOP/s)\n", tok_torch, med_torch,
                flops / med_torch / 1e9);
         printf("ratio %.2f\n", tok_tutor / tok_torch);
-        fprintf(torch.to, "quit\n");
-        fclose(torch.to);
+        coprocess_stop(&torch);
     }
-    double gemm_flops = f_gemm[0], med_gemm = median(t_gemm, steps);
+    double gemm_flops = f_gemm[0], med_gemm = bench_median(t_gemm, steps);
     printf("tutor breakdown: %.3f s/step in matrix products outside attention (%.1f GFLOP at %.1f GFLOP/s), "
            "%.3f s in the rest\n", med_gemm, gemm_flops / 1e9, gemm_flops / med_gemm / 1e9, med_tutor - med_gemm);
     printf("sgemm: %.1f GFLOP/s on this machine now (1024^3, %d threads); tutor reaches %.0f%% of it\n", sgemm, threads,

@@ -195,6 +195,10 @@ typedef double (*BootstrapMetricFn)(const double *summed, size_t stats_dim, cons
  * (n x stats_dim, row-major) over those indices, and records metric(B) - metric(A).
  * n_resamples <= 0 means 1000. The interval uses sacreBLEU's percentile indices
  * (R/40 and R - R/40 - 1 of the sorted deltas). */
+/* Fills out's 95% interval (2.5th and 97.5th percentiles), mean and share of resamples where
+ * B is better from the n_resamples resampled differences (sorted in place). out->delta is
+ * left as it is. */
+void bootstrap_summarize(double *deltas, int n_resamples, uint64_t seed, BootstrapResult *out);
 int bootstrap_paired(const double *stats_a, const double *stats_b, size_t n, size_t stats_dim,
                      BootstrapMetricFn metric, const void *ctx, int n_resamples, uint64_t seed,
                      BootstrapResult *out);

@@ -342,27 +342,20 @@ done:
     return rc;
 }
 
+typedef struct {
+    const BleuOptions *opt;
+    BleuStats *stats;
+} BleuStatsJob;
+
+static int bleu_one_segment(const char *hyp, const char **refs, int n_refs, size_t i, void *ctx) {
+    BleuStatsJob *j = ctx;
+    return bleu_segment_stats(hyp, refs, n_refs, j->opt, &j->stats[i]);
+}
+
 int bleu_corpus_stats(const char *const *hyps, const char *const *const *refs, int n_refs,
                       size_t n, const BleuOptions *opt, BleuStats *stats, int *nrefs) {
-    if (n_refs < 1) return tt_err("bleu: no reference set");
-    const char **these = malloc((size_t)n_refs * sizeof *these);
-    if (!these) return tt_err("out of memory");
-    int count = -2; /* references per segment; -2 before the first segment */
-    for (size_t i = 0; i < n; i++) {
-        int m = 0;
-        for (int k = 0; k < n_refs; k++) {
-            these[k] = refs[k][i];
-            m += these[k] != NULL;
-        }
-        count = count == -2 ? m : (count == m ? m : -1);
-        if (bleu_segment_stats(hyps[i], these, n_refs, opt, &stats[i])) {
-            free(these);
-            return tt_err_wrap("segment %zu", i + 1);
-        }
-    }
-    free(these);
-    if (nrefs) *nrefs = count == -2 ? n_refs : count;
-    return 0;
+    BleuStatsJob j = {opt, stats};
+    return corpus_for_each_segment(hyps, refs, n_refs, n, "bleu", bleu_one_segment, &j, nrefs);
 }
 
 /* sacreBLEU's my_log: log, floored for zero. */

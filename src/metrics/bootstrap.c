@@ -13,6 +13,23 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+void bootstrap_summarize(double *deltas, int n_resamples, uint64_t seed, BootstrapResult *out) {
+    double mean = 0;
+    int b_better = 0;
+    for (int r = 0; r < n_resamples; r++) {
+        mean += deltas[r];
+        b_better += deltas[r] > 0;
+    }
+    qsort(deltas, (size_t)n_resamples, sizeof *deltas, cmp_double);
+    int lower = n_resamples / 40, upper = n_resamples - lower - 1;
+    out->lo = deltas[lower];
+    out->hi = deltas[upper];
+    out->mean = mean / n_resamples;
+    out->share_b_better = (double)b_better / n_resamples;
+    out->n_resamples = n_resamples;
+    out->seed = seed;
+}
+
 int bootstrap_paired(const double *stats_a, const double *stats_b, size_t n, size_t stats_dim,
                      BootstrapMetricFn metric, const void *ctx, int n_resamples, uint64_t seed,
                      BootstrapResult *out) {
@@ -37,8 +54,6 @@ int bootstrap_paired(const double *stats_a, const double *stats_b, size_t n, siz
     out->delta = metric(sum_b, stats_dim, ctx) - metric(sum_a, stats_dim, ctx);
     Rng rng;
     rng_seed(&rng, seed);
-    double mean = 0;
-    int b_better = 0;
     for (int r = 0; r < n_resamples; r++) {
         memset(sum_a, 0, stats_dim * sizeof *sum_a);
         memset(sum_b, 0, stats_dim * sizeof *sum_b);
@@ -50,17 +65,8 @@ int bootstrap_paired(const double *stats_a, const double *stats_b, size_t n, siz
             }
         }
         deltas[r] = metric(sum_b, stats_dim, ctx) - metric(sum_a, stats_dim, ctx);
-        mean += deltas[r];
-        b_better += deltas[r] > 0;
     }
-    qsort(deltas, (size_t)n_resamples, sizeof *deltas, cmp_double);
-    int lower = n_resamples / 40, upper = n_resamples - lower - 1;
-    out->lo = deltas[lower];
-    out->hi = deltas[upper];
-    out->mean = mean / n_resamples;
-    out->share_b_better = (double)b_better / n_resamples;
-    out->n_resamples = n_resamples;
-    out->seed = seed;
+    bootstrap_summarize(deltas, n_resamples, seed, out);
     free(sum_a);
     free(sum_b);
     free(deltas);

@@ -192,27 +192,20 @@ done:
     return rc;
 }
 
+typedef struct {
+    const ChrfOptions *opt;
+    ChrfStats *stats;
+} ChrfStatsJob;
+
+static int chrf_one_segment(const char *hyp, const char **refs, int n_refs, size_t i, void *ctx) {
+    ChrfStatsJob *j = ctx;
+    return chrf_segment_stats(hyp, refs, n_refs, j->opt, &j->stats[i]);
+}
+
 int chrf_corpus_stats(const char *const *hyps, const char *const *const *refs, int n_refs,
                       size_t n, const ChrfOptions *opt, ChrfStats *stats, int *nrefs) {
-    if (n_refs < 1) return tt_err("chrf: no reference set");
-    const char **these = malloc((size_t)n_refs * sizeof *these);
-    if (!these) return tt_err("out of memory");
-    int count = -2;
-    for (size_t i = 0; i < n; i++) {
-        int m = 0;
-        for (int k = 0; k < n_refs; k++) {
-            these[k] = refs[k][i];
-            m += these[k] != NULL;
-        }
-        count = count == -2 ? m : (count == m ? m : -1);
-        if (chrf_segment_stats(hyps[i], these, n_refs, opt, &stats[i])) {
-            free(these);
-            return tt_err_wrap("segment %zu", i + 1);
-        }
-    }
-    free(these);
-    if (nrefs) *nrefs = count == -2 ? n_refs : count;
-    return 0;
+    ChrfStatsJob j = {opt, stats};
+    return corpus_for_each_segment(hyps, refs, n_refs, n, "chrf", chrf_one_segment, &j, nrefs);
 }
 
 void chrf_signature(const ChrfOptions *opt, int nrefs, char *buf, size_t size) {

@@ -222,11 +222,6 @@ static double distinct_of(const NgramIds *g, const uint32_t *draw, size_t n, uin
     return total ? (double)distinct / (double)total : 0;
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* The paired bootstrap of bootstrap_paired (same draws from the same seed, same percentile
  * indices) for distinct-n, which is not a sum of per-example statistics. */
 static int bootstrap_paired_distinct(const NgramIds *a, const NgramIds *b, size_t n, int n_resamples, uint64_t seed,
@@ -246,22 +241,11 @@ static int bootstrap_paired_distinct(const NgramIds *a, const NgramIds *b, size_
     out->delta = distinct_of(b, NULL, n, stamp_b, 1) - distinct_of(a, NULL, n, stamp_a, 1);
     Rng rng;
     rng_seed(&rng, seed);
-    double mean = 0;
-    int b_better = 0;
     for (int r = 0; r < n_resamples; r++) {
         for (size_t k = 0; k < n; k++) draw[k] = rng_below(&rng, (uint32_t)n);
         deltas[r] = distinct_of(b, draw, n, stamp_b, (uint32_t)r + 2) - distinct_of(a, draw, n, stamp_a, (uint32_t)r + 2);
-        mean += deltas[r];
-        b_better += deltas[r] > 0;
     }
-    qsort(deltas, (size_t)n_resamples, sizeof *deltas, cmp_double);
-    int lower = n_resamples / 40, upper = n_resamples - lower - 1;
-    out->lo = deltas[lower];
-    out->hi = deltas[upper];
-    out->mean = mean / n_resamples;
-    out->share_b_better = (double)b_better / n_resamples;
-    out->n_resamples = n_resamples;
-    out->seed = seed;
+    bootstrap_summarize(deltas, n_resamples, seed, out);
 done:
     free(draw);
     free(stamp_a);

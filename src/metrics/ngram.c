@@ -221,3 +221,28 @@ int split_whitespace_ids(const char *s, size_t len, TokenTable *t, SymbolSeq *ou
     }
     return 0;
 }
+
+int corpus_for_each_segment(const char *const *hyps, const char *const *const *refs, int n_refs, size_t n,
+                            const char *what,
+                            int (*segment)(const char *hyp, const char **refs, int n_refs, size_t i, void *ctx),
+                            void *ctx, int *nrefs) {
+    if (n_refs < 1) return tt_err("%s: no reference set", what);
+    const char **these = malloc((size_t)n_refs * sizeof *these);
+    if (!these) return tt_err("out of memory");
+    int count = -2; /* references per segment; -2 before the first segment */
+    for (size_t i = 0; i < n; i++) {
+        int m = 0;
+        for (int k = 0; k < n_refs; k++) {
+            these[k] = refs[k][i];
+            m += these[k] != NULL;
+        }
+        count = count == -2 ? m : (count == m ? m : -1);
+        if (segment(hyps[i], these, n_refs, i, ctx)) {
+            free(these);
+            return tt_err_wrap("segment %zu", i + 1);
+        }
+    }
+    free(these);
+    if (nrefs) *nrefs = count == -2 ? n_refs : count;
+    return 0;
+}

@@ -59,4 +59,13 @@ size_t ngram_set_overlap(const NgramSet *a, const NgramSet *b);
  * piece; ids go to out. Requires valid UTF-8. -1 on allocation failure. */
 int split_whitespace_ids(const char *s, size_t len, TokenTable *t, SymbolSeq *out);
 
+/* Runs segment(hyp, refs_i, n_refs, i, ctx) for each segment i of a corpus, refs_i being the
+ * i-th line of every reference set (NULL where a set lacks it), and sets *nrefs to the number
+ * of references per segment (-1: it varies, sacreBLEU's "var"). what names the metric in
+ * errors. 0 or -1. */
+int corpus_for_each_segment(const char *const *hyps, const char *const *const *refs, int n_refs, size_t n,
+                            const char *what,
+                            int (*segment)(const char *hyp, const char **refs, int n_refs, size_t i, void *ctx),
+                            void *ctx, int *nrefs);
+
 #endif
