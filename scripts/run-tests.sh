@@ -6,6 +6,11 @@
 set -u
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 export TUTOR_BUILD="${BUILD:-build/release}"
+# OpenBLAS misreads some CPUs and picks slow kernels; tutor knows the right set (test
+# programs link OpenBLAS directly, so they get it through the environment)
+if [ -z "${OPENBLAS_CORETYPE:-}" ] && core=$("$TUTOR_BUILD/tutor" info --blas 2>/dev/null); then
+  export OPENBLAS_CORETYPE="$core"
+fi
 if [ "${SANITIZE:-0}" = 1 ]; then
   # OpenBLAS and Python are not built with ASan; leaks in them are not ours.
   export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0"

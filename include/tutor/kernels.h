@@ -18,6 +18,16 @@ void gemm(int ta, int tb, int M, int N, int K, real alpha, const real *A, int ld
  * attention, are not counted): for benchmark breakdowns. Not thread-safe. */
 void gemm_profile(double *seconds, double *flops);
 
+/* OpenBLAS's kernel set ("Haswell", "SkylakeX", ...), and the one tutor asks for when
+ * OpenBLAS misreads the CPU (a weaker set than the CPU's instructions allow: Debian 12's
+ * OpenBLAS takes Sapphire Rapids for "Prescott" and runs sgemm 5x slower), else NULL. */
+const char *gemm_blas_core(void);
+const char *gemm_preferred_core(void);
+/* Called first thing by programs: when gemm_preferred_core() names a better set and the
+ * user has not set OPENBLAS_CORETYPE, sets it and re-executes the program (OpenBLAS reads
+ * it only when it loads). Returns when nothing needs doing or the re-exec failed. */
+void gemm_fix_blas_core(char **argv);
+
 /* Weight layouts: Hugging Face's nn.Linear stores [OC, C]; GPT-2's Conv1D stores [C, OC]. */
 typedef enum { W_OUT_IN = 0, W_IN_OUT = 1 } WeightLayout;
 

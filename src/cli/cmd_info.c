@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "tutor/cli.h"
+#include "tutor/kernels.h"
 #include "tutor/model.h"
 
 static const char *arch_name(Arch a) {
@@ -16,9 +17,15 @@ int cmd_info(int argc, char **argv) {
     int tensors = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: tutor info [--tensors] MODEL_DIR\n\n"
+            printf("usage: tutor info [--tensors] MODEL_DIR\n"
+                   "       tutor info --blas\n\n"
                    "Prints a model directory's architecture, sizes and parameter count.\n"
-                   "  --tensors   also list every tensor with its shape\n");
+                   "  --tensors   also list every tensor with its shape\n"
+                   "  --blas      print the OpenBLAS kernel set in use (tutor sets OPENBLAS_CORETYPE\n"
+                   "              itself when OpenBLAS misreads the CPU; scripts export this value)\n");
+            return 0;
+        } else if (!strcmp(argv[i], "--blas")) {
+            printf("%s\n", gemm_blas_core());
             return 0;
         } else if (!strcmp(argv[i], "--tensors")) {
             tensors = 1;

@@ -4,6 +4,7 @@
 
 #include "tutor/cli.h"
 #include "tutor/core.h"
+#include "tutor/kernels.h"
 
 typedef struct {
     const char *name;
@@ -30,6 +31,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    gemm_fix_blas_core(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -4,6 +4,10 @@
  * there is one set of threads, no OpenBLAS spin-waiting beside ours, and a product inside
  * a parallel region (per attention head) simply runs on its caller's thread. */
 #include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 #include "tutor/kernels.h"
 
@@ -74,4 +78,52 @@ void gemm(int ta, int tb, int M, int N, int K, real alpha, const real *A, int ld
     GemmJob g = {ta, tb, M, N, K, lda, ldb, ldc, split_rows, parts, alpha, beta, A, B, C};
     tt_parallel_range(parts, gemm_blocks, &g);
     prof_seconds += tt_now_s() - t0;
+}
+
+/* ---- OpenBLAS kernel choice -------------------------------------------------------------
+ * Debian's OpenBLAS (0.3.21, DYNAMIC_ARCH) picks its kernels from the CPU model number. It
+ * does not know recent CPUs (Sapphire Rapids under KVM reads as "Prescott", SSE3 only) and
+ * then runs sgemm at a fifth of the machine's speed. The choice is made when the library
+ * loads, from OPENBLAS_CORETYPE, so the fix is to set that variable and start again. */
+char *openblas_get_corename(void);
+
+static int corename_is(const char *name, const char *const *list) {
+    for (; *list; list++)
+        if (!strcasecmp(name, *list)) return 1;
+    return 0;
+}
+
+const char *gemm_blas_core(void) { return openblas_get_corename(); }
+
+const char *gemm_preferred_core(void) {
+    const char *core = openblas_get_corename();
+    if (!core) return NULL;
+    /* cores whose kernels need nothing beyond SSE3/SSSE3/SSE4/AVX(1) */
+    static const char *const weak[] = {"Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom",
+                                       "Katmai", "Coppermine", "Northwood", "Banias", "Sandybridge",
+                                       "Barcelona", "Bobcat", "Bulldozer", "Piledriver", "Steamroller",
+                                       "Excavator", "Unknown", NULL};
+    static const char *const avx2_cores[] = {"Haswell", "Zen", NULL};
+    __builtin_cpu_init();
+    int avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (avx512 && (corename_is(core, weak) || corename_is(core, avx2_cores))) {
+        /* Zen 4 has AVX-512 too, but OpenBLAS's Zen kernels are tuned for it; keep them */
+        if (corename_is(core, avx2_cores) && !strcasecmp(core, "Zen")) return NULL;
+        return "SkylakeX";
+    }
+    if (avx2 && corename_is(core, weak)) return "Haswell";
+    return NULL;
+}
+
+void gemm_fix_blas_core(char **argv) {
+    if (getenv("OPENBLAS_CORETYPE") || getenv("TUTOR_BLAS_CORE_FIXED")) return;
+    const char *want = gemm_preferred_core();
+    if (!want) return;
+    setenv("OPENBLAS_CORETYPE", want, 1);
+    setenv("TUTOR_BLAS_CORE_FIXED", "1", 1);
+    execv("/proc/self/exe", argv);
+    /* no /proc: carry on with the slow kernels */
+    unsetenv("OPENBLAS_CORETYPE");
 }
