@@ -60,7 +60,7 @@ static int read_moments(const char *path, AdamW *opt) {
 }
 
 int checkpoint_save(const char *out_dir, const Model *m, const Tokenizer *tok, const AdamW *opt,
-                    const TrainState *st, const Batcher *batcher, const char *options_json) {
+                    const TrainState *st, const cJSON *components, const char *options_json) {
     char pointer[4096], slot_dir[4096], path[4200];
     path_join(pointer, sizeof pointer, out_dir, "checkpoint.json");
     /* the slot not named by the pointer now */
@@ -87,12 +87,8 @@ int checkpoint_save(const char *out_dir, const Model *m, const Tokenizer *tok, c
     cJSON_AddNumberToObject(o, "bad_evals", st->bad_evals);
     cJSON *rng = cJSON_AddArrayToObject(o, "dropout_rng");
     for (int i = 0; i < 4; i++) cJSON_AddItemToArray(rng, cJSON_CreateString(u64_str(m->dropout_rng.s[i], buf)));
-    cJSON *bs = batcher_state_json(batcher);
-    if (!bs) {
-        cJSON_Delete(o);
-        return tt_err("out of memory");
-    }
-    cJSON_AddItemToObject(o, "batcher", bs);
+    for (const cJSON *c = components ? components->child : NULL; c; c = c->next)
+        cJSON_AddItemToObject(o, c->string, cJSON_Duplicate(c, 1));
     if (options_json) {
         cJSON *opts = cJSON_Parse(options_json);
         if (opts) cJSON_AddItemToObject(o, "options", opts);
@@ -114,7 +110,8 @@ int checkpoint_exists(const char *out_dir) {
     return file_exists(pointer);
 }
 
-int checkpoint_load(const char *out_dir, Model *m, AdamW *opt, TrainState *st, Batcher *batcher) {
+int checkpoint_load(const char *out_dir, Model *m, AdamW *opt, TrainState *st, cJSON **state) {
+    *state = NULL;
     char pointer[4096], slot_dir[4096], path[4200];
     path_join(pointer, sizeof pointer, out_dir, "checkpoint.json");
     size_t n;
@@ -148,8 +145,7 @@ int checkpoint_load(const char *out_dir, Model *m, AdamW *opt, TrainState *st, B
     int rc = 0;
     const cJSON *step = cJSON_GetObjectItemCaseSensitive(o, "step");
     const cJSON *rng = cJSON_GetObjectItemCaseSensitive(o, "dropout_rng");
-    const cJSON *bs = cJSON_GetObjectItemCaseSensitive(o, "batcher");
-    if (!cJSON_IsNumber(step) || !cJSON_IsArray(rng) || cJSON_GetArraySize(rng) != 4 || !bs) {
+    if (!cJSON_IsNumber(step) || !cJSON_IsArray(rng) || cJSON_GetArraySize(rng) != 4) {
         rc = tt_err("%s: incomplete trainer state", path);
     } else {
         st->step = (long)step->valuedouble;
@@ -163,8 +159,8 @@ int checkpoint_load(const char *out_dir, Model *m, AdamW *opt, TrainState *st, B
             const cJSON *x = cJSON_GetArrayItem(rng, i);
             m->dropout_rng.s[i] = cJSON_IsString(x) ? strtoull(x->valuestring, NULL, 10) : 0;
         }
-        if (batcher_restore(batcher, bs)) rc = tt_err_wrap("%s", path);
     }
-    cJSON_Delete(o);
+    if (rc) cJSON_Delete(o);
+    else *state = o;
     return rc;
 }

@@ -15,10 +15,13 @@ typedef struct {
     int bad_evals;      /* evaluations since the best one */
 } TrainState;
 
+/* components: a JSON object of the run's components' states ("source", "loss", "extra"),
+ * merged into trainer_state.json (borrowed). */
 int checkpoint_save(const char *out_dir, const Model *m, const Tokenizer *tok, const AdamW *opt,
-                    const TrainState *st, const Batcher *batcher, const char *options_json);
+                    const TrainState *st, const struct cJSON *components, const char *options_json);
 int checkpoint_exists(const char *out_dir);
-/* Restores parameters, moments, state and the batcher position from out_dir's latest slot. */
-int checkpoint_load(const char *out_dir, Model *m, AdamW *opt, TrainState *st, Batcher *batcher);
+/* Restores parameters, moments and state from out_dir's latest slot; *state gets the whole
+ * trainer_state.json (the caller restores its components from it and frees it). */
+int checkpoint_load(const char *out_dir, Model *m, AdamW *opt, TrainState *st, struct cJSON **state);
 
 #endif
