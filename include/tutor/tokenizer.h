@@ -29,6 +29,11 @@ Tokenizer *tokenizer_load_gpt2(const char *vocab_path, const char *merges_path);
  * path gets DIR/tokenizer.json. 0 or -1. */
 int tokenizer_save(const Tokenizer *tok, const char *path);
 void tokenizer_free(Tokenizer *tok);
+/* A copy of tok with content as a special added token (BART's "<mask>", lstrip as BART
+ * has it) at the next free id; the same tokenizer copied when it already has it as a
+ * special token. *id (may be NULL) gets its id. NULL with an error otherwise. */
+Tokenizer *tokenizer_add_special(const Tokenizer *tok, const char *content, int lstrip, int *id);
+#define TOKENIZER_MASK "<mask>"
 
 /* Number of ids (largest id + 1), added tokens included. */
 int tokenizer_vocab_size(const Tokenizer *tok);

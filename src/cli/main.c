@@ -14,6 +14,7 @@ typedef struct {
 
 static const Command commands[] = {
     {"tokenizer", cmd_tokenizer, "train a byte-level BPE tokenizer, or encode/decode with one"},
+    {"pretrain", cmd_pretrain, "pretrain a model on unlabeled text by denoising (text infilling, gap sentences)"},
     {"train", cmd_train, "train a model on gold pairs (a teacher, or a student from scratch)"},
     {"generate", cmd_generate, "generate targets (greedy, beam, sampling): pseudo-targets, serving"},
     {"eval", cmd_eval, "ROUGE, BLEU, exposure bias, speed and size of a model on a test set"},

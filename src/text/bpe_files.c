@@ -461,3 +461,40 @@ int tokenizer_save(const Tokenizer *t, const char *path) {
     free(target);
     return rc;
 }
+
+Tokenizer *tokenizer_add_special(const Tokenizer *tok, const char *content, int lstrip, int *id) {
+    int existing = tokenizer_token_id(tok, content);
+    int n = tok->n_ids + (existing < 0);
+    const char **spell = calloc((size_t)n, sizeof *spell);
+    const char **merges = malloc(((size_t)tok->n_merges * 2 + 1) * sizeof *merges);
+    AddedToken *added = malloc(((size_t)tok->n_added + 1) * sizeof *added);
+    Tokenizer *out = NULL;
+    if (!spell || !merges || !added) {
+        tt_err("out of memory");
+        goto done;
+    }
+    for (int i = 0; i < tok->n_ids; i++) spell[i] = tokenizer_token_str(tok, i);
+    for (int r = 0; r < tok->n_merges; r++) {
+        merges[2 * r] = spell[tok->merge_left[r]];
+        merges[2 * r + 1] = spell[tok->merge_right[r]];
+    }
+    memcpy(added, tok->added, (size_t)tok->n_added * sizeof *added);
+    int n_added = tok->n_added;
+    if (existing < 0) {
+        spell[n - 1] = content;
+        added[n_added++] = (AddedToken){.id = n - 1, .content = (char *)content, .len = strlen(content),
+                                        .special = 1, .lstrip = lstrip};
+        existing = n - 1;
+    } else if (!tokenizer_is_special(tok, existing)) {
+        tt_err("tokenizer: '%s' is an ordinary token (id %d), not a special one", content, existing);
+        goto done;
+    }
+    out = bpe_tokenizer_build(spell, n, merges, tok->n_merges, added, n_added, tok->add_prefix_space,
+                              tok->cls_id, tok->sep_id, "tokenizer");
+    if (out && id) *id = existing;
+done:
+    free(spell);
+    free(merges);
+    free(added);
+    return out;
+}

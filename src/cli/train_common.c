@@ -1,0 +1,225 @@
+/* train_common.c: the model, tokenizer and training options of the training commands
+ * (see train_common.h). */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train_common.h"
+#include "tutor/fileio.h"
+#include "tutor/generate.h"
+
+typedef struct {
+    const char *name;
+    int kind; /* 0 int, 1 long, 2 double, 3 string(schedule) */
+    void *dst;
+} TrainKey;
+
+static int apply_train_json(TrainOptions *o, const cJSON *tr, const char *path) {
+    TrainKey keys[] = {
+        {"max_source_tokens", 0, &o->max_source_tokens}, {"max_target_tokens", 0, &o->max_target_tokens},
+        {"batch_tokens", 0, &o->batch_tokens},           {"max_batch", 0, &o->max_batch},
+        {"update_tokens", 0, &o->update_tokens},         {"lr", 2, &o->schedule.peak_lr},
+        {"warmup", 1, &o->schedule.warmup_steps},        {"warmup_steps", 1, &o->schedule.warmup_steps},
+        {"max_steps", 1, &o->max_steps},                 {"max_epochs", 0, &o->max_epochs},
+        {"weight_decay", 2, &o->adam.weight_decay},      {"clip", 2, &o->clip_norm},
+        {"label_smoothing", 2, &o->label_smoothing},     {"eval_every", 0, &o->eval_every},
+        {"save_every", 0, &o->save_every},               {"log_every", 0, &o->log_every},
+        {"patience", 0, &o->patience},                   {"threads", 0, &o->threads},
+        {"schedule", 3, &o->schedule.kind},
+    };
+    for (const cJSON *it = tr->child; it; it = it->next) {
+        size_t k = 0;
+        for (; k < sizeof keys / sizeof keys[0]; k++)
+            if (!strcmp(keys[k].name, it->string)) break;
+        if (k == sizeof keys / sizeof keys[0]) {
+            if (!strcmp(it->string, "seed") && cJSON_IsNumber(it)) {
+                o->seed = (uint64_t)it->valuedouble;
+                continue;
+            }
+            return tt_err("%s: unknown training key \"%s\"", path, it->string);
+        }
+        if (keys[k].kind == 3) {
+            if (!cJSON_IsString(it) || schedule_parse_kind(it->valuestring, keys[k].dst))
+                return tt_err("%s: \"schedule\" must be linear, cosine or constant", path);
+            continue;
+        }
+        if (!cJSON_IsNumber(it)) return tt_err("%s: training key \"%s\" must be a number", path, it->string);
+        if (keys[k].kind == 0) *(int *)keys[k].dst = (int)it->valuedouble;
+        else if (keys[k].kind == 1) *(long *)keys[k].dst = (long)it->valuedouble;
+        else *(double *)keys[k].dst = it->valuedouble;
+    }
+    return 0;
+}
+
+int train_cli_need_arg(const char *cmd, int i, int argc, const char *flag) {
+    if (i + 1 >= argc) {
+        fprintf(stderr, "tutor: %s: %s needs a value\n", cmd, flag);
+        return 0;
+    }
+    return 1;
+}
+
+int train_cli_parse(TrainCli *c, const char *cmd, int argc, char **argv, void (*usage)(FILE *),
+                    TrainCliFlag extra, void *extra_ctx) {
+    c->cmd = cmd;
+    train_options_default(&c->o);
+    c->dropout = -1;
+    c->targv = calloc((size_t)argc + 1, sizeof(char *));
+    if (!c->targv) return 2;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 1;
+        }
+        if (extra) {
+            int r = extra(extra_ctx, &i, argc, argv);
+            if (r < 0) return 2;
+            if (r > 0) continue;
+        }
+#define STR(flag, var)                                                                                             \
+    else if (!strcmp(a, flag)) {                                                                                   \
+        if (!train_cli_need_arg(cmd, i, argc, flag)) return 2;                                                     \
+        var = argv[++i];                                                                                           \
+    }
+        if (0) {
+        }
+        STR("--config", c->config_path)
+        STR("--init", c->init_dir)
+        STR("--arch", c->arch)
+        STR("--tokenizer", c->o.tokenizer_path)
+        STR("--dev", c->o.dev_path)
+        STR("-o", c->o.out_dir)
+        STR("--out", c->o.out_dir)
+        STR("--source-field", c->o.jsonl.source_field)
+        STR("--target-field", c->o.jsonl.target_field)
+        else if (!strcmp(a, "--data")) {
+            if (!train_cli_need_arg(cmd, i, argc, a)) return 2;
+            if (c->n_data && !c->data_repeatable) {
+                fprintf(stderr, "tutor: %s: --data is given once\n", cmd);
+                return 2;
+            }
+            if (c->n_data == (int)(sizeof c->data / sizeof c->data[0])) {
+                fprintf(stderr, "tutor: %s: at most %d --data files\n", cmd, c->n_data);
+                return 2;
+            }
+            c->data[c->n_data++] = argv[++i];
+            c->o.train_path = c->data[0];
+        }
+        else if (!strcmp(a, "--d-model") && train_cli_need_arg(cmd, i, argc, a)) c->d_model = atoi(argv[++i]);
+        else if (!strcmp(a, "--layers") && train_cli_need_arg(cmd, i, argc, a)) c->layers = atoi(argv[++i]);
+        else if (!strcmp(a, "--heads") && train_cli_need_arg(cmd, i, argc, a)) c->heads = atoi(argv[++i]);
+        else if (!strcmp(a, "--ffn") && train_cli_need_arg(cmd, i, argc, a)) c->ffn = atoi(argv[++i]);
+        else if (!strcmp(a, "--dropout") && train_cli_need_arg(cmd, i, argc, a)) c->dropout = atof(argv[++i]);
+        else if (!strcmp(a, "--skip-bad")) c->o.jsonl.skip_bad = 1;
+        else if (!strcmp(a, "--resume")) c->o.resume = 1;
+        else if (!strcmp(a, "--no-progress")) c->o.progress = 0;
+        else if (!strncmp(a, "--", 2)) {
+            if (!train_cli_need_arg(cmd, i, argc, a)) return 2;
+            c->targv[c->argc_train++] = argv[i];
+            c->targv[c->argc_train++] = argv[++i];
+        } else {
+            fprintf(stderr, "tutor: %s: unknown argument '%s' (see tutor %s --help)\n", cmd, a, cmd);
+            return 2;
+        }
+#undef STR
+    }
+    return 0;
+}
+
+int train_cli_tokenizer(TrainCli *c) {
+    char path[4200];
+    const char *tp = c->o.tokenizer_path;
+    if (!tp && c->init_dir) {
+        snprintf(path, sizeof path, "%s/tokenizer.json", c->init_dir);
+        tp = path;
+    }
+    if (!tp) return tt_err("%s: --tokenizer is required (or --init DIR with a tokenizer.json)", c->cmd);
+    c->tok = tokenizer_load(tp);
+    return c->tok ? 0 : -1;
+}
+
+int train_cli_model(TrainCli *c, int need_positions) {
+    TrainOptions *o = &c->o;
+    if (c->config_path) {
+        size_t n = 0;
+        char *text = read_file_text(c->config_path, &n);
+        c->conf = text ? cJSON_ParseWithLength(text, n) : NULL;
+        free(text);
+        if (!c->conf || !cJSON_IsObject(c->conf)) {
+            if (c->conf || n) tt_err("%s: not a JSON object", c->config_path);
+            return -1;
+        }
+        const cJSON *tr = cJSON_GetObjectItemCaseSensitive(c->conf, "train");
+        if (tr && apply_train_json(o, tr, c->config_path)) return -1;
+    }
+    /* command-line training flags, applied after the config file */
+    cJSON *tr = cJSON_CreateObject();
+    for (int i = 0; i < c->argc_train; i += 2) {
+        char key[64];
+        snprintf(key, sizeof key, "%s", c->targv[i] + 2);
+        for (char *p = key; *p; p++)
+            if (*p == '-') *p = '_';
+        char *end;
+        double v = strtod(c->targv[i + 1], &end);
+        if (*end) cJSON_AddStringToObject(tr, key, c->targv[i + 1]);
+        else cJSON_AddNumberToObject(tr, key, v);
+    }
+    int rc = apply_train_json(o, tr, "command line");
+    cJSON_Delete(tr);
+    if (rc) return -1;
+    o->adam.lr = o->schedule.peak_lr;
+    if (need_positions <= 0)
+        need_positions = o->max_source_tokens > o->max_target_tokens ? o->max_source_tokens : o->max_target_tokens;
+    if (c->init_dir) {
+        c->m = model_load(c->init_dir);
+        if (!c->m) return -1;
+    } else {
+        ModelConfig cfg;
+        cJSON *mc = c->conf ? cJSON_Duplicate(c->conf, 1) : cJSON_CreateObject();
+        cJSON_DeleteItemFromObjectCaseSensitive(mc, "train");
+        if (c->arch) {
+            cJSON_DeleteItemFromObjectCaseSensitive(mc, "model_type");
+            cJSON_AddStringToObject(mc, "model_type", c->arch);
+        }
+        cJSON_DeleteItemFromObjectCaseSensitive(mc, "vocab_size");
+        cJSON_AddNumberToObject(mc, "vocab_size", tokenizer_vocab_size(c->tok));
+        rc = model_config_from_json(&cfg, mc, c->config_path ? c->config_path : "config", "mbart");
+        cJSON_Delete(mc);
+        if (rc) return -1;
+        if (c->d_model) cfg.d_model = c->d_model;
+        if (c->layers) cfg.dec_layers = c->layers, cfg.enc_layers = model_is_encdec(&cfg) ? c->layers : 0;
+        if (c->heads) cfg.dec_heads = c->heads, cfg.enc_heads = model_is_encdec(&cfg) ? c->heads : 0;
+        if (c->ffn) cfg.dec_ffn = c->ffn, cfg.enc_ffn = model_is_encdec(&cfg) ? c->ffn : 0;
+        if (c->dropout >= 0) cfg.dropout = (float)c->dropout;
+        int need = model_is_encdec(&cfg) ? need_positions : o->max_source_tokens + o->max_target_tokens;
+        if (cfg.max_positions < need) cfg.max_positions = need;
+        cfg.pad_id = tokenizer_pad_id(c->tok);
+        cfg.bos_id = tokenizer_bos_id(c->tok);
+        cfg.eos_id = tokenizer_eos_id(c->tok);
+        if (model_is_encdec(&cfg)) cfg.decoder_start_id = cfg.eos_id, cfg.forced_eos_id = cfg.eos_id;
+        c->m = model_new(&cfg, o->seed);
+        if (!c->m) return -1;
+    }
+    if (c->m->cfg.vocab_size < tokenizer_vocab_size(c->tok))
+        return tt_err("the model's vocabulary (%d) is smaller than the tokenizer's (%d)", c->m->cfg.vocab_size,
+                      tokenizer_vocab_size(c->tok));
+    return 0;
+}
+
+int train_cli_gen_config(TrainCli *c) {
+    GenConfig g;
+    gen_config_from_model(&g, &c->m->cfg);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/generation_config.json", c->o.out_dir);
+    return make_dirs(c->o.out_dir) || gen_config_save(&g, path) ? -1 : 0;
+}
+
+void train_cli_free(TrainCli *c) {
+    model_free(c->m);
+    tokenizer_free(c->tok);
+    cJSON_Delete(c->conf);
+    free(c->targv);
+    memset(c, 0, sizeof *c);
+}
