@@ -297,7 +297,9 @@ int pretrain_docs_load(PairSet *docs, const char *const *paths, int n_paths, con
         char *line = NULL;
         size_t line_cap = 0, line_no = 0;
         if (jsonl) {
-            JsonlOptions o = *jo;
+            JsonlOptions o;
+            if (jo) o = *jo;
+            else jsonl_options_default(&o);
             o.require_target = 0;
             r = jsonl_open(paths[f], &o);
             if (!r) {

@@ -47,9 +47,21 @@ static void set_args(const char *dir, const char *tok) {
              tok, dir, dir);
 }
 
+/* tutor pretrain on the same documents: text infilling and gap sentences mixed */
+static void set_pretrain_args(const char *dir, const char *tok) {
+    snprintf(run_args, sizeof run_args,
+             "--tokenizer %s --data %s/train.jsonl --d-model 32 --layers 1 --heads 2 --ffn 64 "
+             "--max-steps 40 --eval-every 10 --save-every 5 --log-every 10 --batch-tokens 1024 "
+             "--max-source-tokens 48 --lr 2e-3 --warmup 5 --threads 1 --no-progress "
+             "--dropout 0.1 --seed 7 --objective mix",
+             tok, dir);
+}
+
+static const char *run_cmd = "train";
+
 static pid_t spawn_train(const char *out) {
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "exec %s train %s -o %s >%s.log 2>&1", tutor_bin(), run_args, out, out);
+    snprintf(cmd, sizeof cmd, "exec %s %s %s -o %s >%s.log 2>&1", tutor_bin(), run_cmd, run_args, out, out);
     pid_t pid = fork();
     cr_assert(pid >= 0);
     if (pid == 0) {
@@ -92,15 +104,17 @@ static int files_equal(const char *a, const char *b) {
     return eq;
 }
 
-static void interrupted_run_matches(int sig) {
+static void interrupted_run_matches(int sig, const char *command) {
     ensure_data();
     char dir[128], tok[256], a[256], b[256], cmd[4200];
     test_tmpdir(dir, sizeof dir);
     make_tokenizer(dir, tok, sizeof tok);
-    set_args(dir, tok);
+    run_cmd = command;
+    if (!strcmp(command, "pretrain")) set_pretrain_args(dir, tok);
+    else set_args(dir, tok);
     snprintf(a, sizeof a, "%s/uninterrupted", dir);
     snprintf(b, sizeof b, "%s/interrupted", dir);
-    snprintf(cmd, sizeof cmd, "%s train %s -o %s >%s.log 2>&1", tutor_bin(), run_args, a, a);
+    snprintf(cmd, sizeof cmd, "%s %s %s -o %s >%s.log 2>&1", tutor_bin(), run_cmd, run_args, a, a);
     cr_assert(system(cmd) == 0, "uninterrupted run failed (see %s.log)", a);
 
     pid_t pid = spawn_train(b);
@@ -119,7 +133,7 @@ static void interrupted_run_matches(int sig) {
     }
     cr_log_info("signal %d at checkpoint step %ld", sig, at);
     cr_assert(at < 40, "the run finished before it could be interrupted");
-    snprintf(cmd, sizeof cmd, "%s train %s -o %s --resume >>%s.log 2>&1", tutor_bin(), run_args, b, b);
+    snprintf(cmd, sizeof cmd, "%s %s %s -o %s --resume >>%s.log 2>&1", tutor_bin(), run_cmd, run_args, b, b);
     cr_assert(system(cmd) == 0, "resumed run failed (see %s.log)", b);
     char pa[600], pb[600];
     final_params(a, pa, sizeof pa);
@@ -131,9 +145,12 @@ static void interrupted_run_matches(int sig) {
     test_rmtree(dir);
 }
 
-Test(trainer, sigkill_then_resume_is_bit_identical, .timeout = 240) { interrupted_run_matches(SIGKILL); }
+Test(trainer, sigkill_then_resume_is_bit_identical, .timeout = 240) { interrupted_run_matches(SIGKILL, "train"); }
 Test(trainer, sigterm_saves_checkpoint_then_resume_is_bit_identical, .timeout = 240) {
-    interrupted_run_matches(SIGTERM);
+    interrupted_run_matches(SIGTERM, "train");
+}
+Test(trainer, pretrain_sigkill_then_resume_is_bit_identical, .timeout = 240) {
+    interrupted_run_matches(SIGKILL, "pretrain");
 }
 
 Test(trainer, bad_input_names_file_and_line) {
