@@ -83,9 +83,12 @@ typedef struct {
     size_t max_examples;       /* 0: all */
     int max_source_tokens;     /* 256 (clipped to the models' positions) */
     int max_target_tokens;     /* references for cross-entropy and exposure bias: 64 */
-    int max_new_tokens;        /* generation: 64 */
-    int beam;                  /* 1: greedy (default) */
-    double length_penalty;     /* beam search; 1.0 */
+    int max_new_tokens;        /* generation budget when the model's config sets none: 64 */
+    GenFlags gen;              /* decoding flags over each model's generation_config.json */
+    /* the model's decoding as resolved by eval_run (for the report): */
+    int beam;                  /* 1: greedy */
+    double length_penalty;
+    int no_repeat_ngram;
     int batch_size;            /* inputs per generation batch: 32 */
     int use_stemmer;           /* ROUGE Porter stemming */
     int lead;                  /* words of the lead baseline; 0: none */

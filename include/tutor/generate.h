@@ -46,6 +46,27 @@ int gen_config_save(const GenConfig *g, const char *path);
 /* Checks values (ranges, num_return_sequences <= num_beams, ...). 0 or -1 with the reason. */
 int gen_config_check(const GenConfig *g);
 
+/* Decoding flags as the commands take them (tutor generate, tutor eval, ...): each unset
+ * until given, then applied over a model's generation_config.json. One parser validates
+ * every value and names the flag and the accepted range. */
+typedef struct {
+    int num_beams, top_k, num_return, max_new, min_new, no_repeat_ngram, early_stopping; /* -1: unset */
+    int sample;                                           /* --sample given */
+    double temperature, top_p, repetition_penalty, length_penalty; /* NAN: unset */
+    long long seed;                                       /* -1: unset */
+} GenFlags;
+
+void gen_flags_init(GenFlags *f);
+/* flag is argv[i], value argv[i+1] (may be NULL at the end). Returns 2 when the flag and
+ * its value were taken, 1 when a flag without value was (--sample), 0 when it is not a
+ * decoding flag, -1 on a bad or missing value (the message names the flag and the range). */
+int gen_flags_parse(GenFlags *f, const char *flag, const char *value);
+/* Applies the flags that are set over g (--top-p alone turns top-k off, as nucleus
+ * sampling; --beam > 1 turns sampling off). */
+void gen_flags_apply(const GenFlags *f, GenConfig *g);
+/* The help lines of these flags. */
+extern const char GEN_FLAGS_HELP[];
+
 /* One result: the new tokens (eos included when generated, not the prompt or decoder start),
  * their log-probability under the model's unmodified distribution (sum of log-softmax of the
  * raw logits), and the ranking score: beam search's sum_logprobs / len ** length_penalty

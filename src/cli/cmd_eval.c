@@ -29,17 +29,18 @@ static void usage(FILE *f) {
             "  --data FILE            JSONL test set with source and target (required)\n"
             "  --baseline DIR         a model to compare with (normally the teacher)\n"
             "  --oracle DIR           oracle for exposure bias (normally the teacher; same tokenizer)\n"
-            "  --beam N               beam search with N beams for the outputs (default greedy)\n"
-            "  --length-penalty X     beam search length penalty (1.0)\n"
+            "  decoding: the model's (and the baseline's) generation_config.json, with these over it:\n"
+            "%s"
             "  --lead N               also score lead-N: the first N words of each source\n"
             "  --max-examples N       only the first N test examples\n"
             "  --batch-size N         inputs per generation batch (32)\n"
             "  --max-source-tokens N  source budget (256; cut to the models' positions)\n"
             "  --max-target-tokens N  reference budget for cross-entropy and exposure bias (64)\n"
-            "  --max-new-tokens N     generation budget (64)\n"
+            "  (without a budget in generation_config.json or --max-new-tokens: 64 new tokens)\n"
             "  --exposure-len L       lengths l = 1..L of the exposure bias curve (default: max target)\n"
             "  --stem                 Porter stemming in ROUGE (rouge-score use_stemmer=True)\n"
-            "  --resamples N --seed N paired bootstrap settings (1000, 12345)\n"
+            "  --resamples N --seed N paired bootstrap settings (1000, 12345; the sampling seed of\n"
+            "                         --sample is 0 here)\n"
             "  --speed-examples N     inputs timed for latency and throughput (50)\n"
             "  --no-speed             skip the cost measurements\n"
             "  --threads N            threads (1)\n"
@@ -48,7 +49,8 @@ static void usage(FILE *f) {
             "  --generations FILE     write the outputs (JSONL: id, source, reference, prediction, ...)\n"
             "  --plot FILE.png        plot the exposure bias curves (gnuplot; needs --oracle)\n"
             "  -q, --quiet            no progress on stderr\n"
-            "  -h, --help             this help\n");
+            "  -h, --help             this help\n",
+            GEN_FLAGS_HELP);
 }
 
 typedef struct {
@@ -95,6 +97,16 @@ int cmd_eval(int argc, char **argv) {
             usage(stdout);
             return 0;
         }
+        /* --seed is the bootstrap's here */
+        int took = strcmp(a, "--seed") ? gen_flags_parse(&o.gen, a, i + 1 < argc ? argv[i + 1] : NULL) : 0;
+        if (took < 0) {
+            fprintf(stderr, "tutor: eval: %s\n", tt_errmsg());
+            return 2;
+        }
+        if (took) {
+            i += took - 1;
+            continue;
+        }
         if (!strcmp(a, "--stem")) {
             o.use_stemmer = 1;
             continue;
@@ -126,14 +138,7 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--plot")) plot_path = v;
         else if (!strcmp(a, "--source-field")) o.jsonl.source_field = v;
         else if (!strcmp(a, "--target-field")) o.jsonl.target_field = v;
-        else if (!strcmp(a, "--length-penalty")) {
-            char *end;
-            o.length_penalty = strtod(v, &end);
-            if (!*v || *end) {
-                fprintf(stderr, "tutor: eval: --length-penalty: '%s' is not a number\n", v);
-                return 2;
-            }
-        } else {
+        else {
             static const struct {
                 const char *flag;
                 long min;

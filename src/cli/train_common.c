@@ -211,6 +211,8 @@ int train_cli_model(TrainCli *c, int need_positions) {
 int train_cli_gen_config(TrainCli *c) {
     GenConfig g;
     gen_config_from_model(&g, &c->m->cfg);
+    /* outputs as long as the training targets (HF's max_length of 20 would cut them) */
+    if (c->o.max_target_tokens > 0) g.max_new_tokens = c->o.max_target_tokens;
     char path[4200];
     snprintf(path, sizeof path, "%s/generation_config.json", c->o.out_dir);
     return make_dirs(c->o.out_dir) || gen_config_save(&g, path) ? -1 : 0;

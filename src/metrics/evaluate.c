@@ -24,6 +24,7 @@ void eval_options_default(EvalOptions *o) {
     o->max_new_tokens = 64;
     o->beam = 1;
     o->length_penalty = 1.0;
+    gen_flags_init(&o->gen);
     o->batch_size = 32;
     o->resamples = 1000;
     o->seed = 12345;
@@ -332,10 +333,12 @@ static void free_token_lists(int **tokens, size_t n) {
 }
 
 /* Generates for every pair of ps; texts into s->hyps; tokens kept when keep_tokens. */
-static int generate_system(Model *m, const char *dir, const Tokenizer *tok, const PairSet *ps, size_t n, int beam,
+static int generate_system(Model *m, const char *dir, const Tokenizer *tok, const PairSet *ps, size_t n, int greedy,
                            const EvalOptions *o, EvalSystem *s, int ***keep_tokens, int **keep_lens) {
     GenConfig g;
-    if (eval_gen_config(m, dir, beam, o->length_penalty, o->max_new_tokens, &g)) return tt_err_wrap("%s", dir);
+    if (eval_quality_gen_config(&m->cfg, dir, o, &g)) return tt_err_wrap("%s", dir);
+    if (greedy) g.num_beams = 1, g.do_sample = 0; /* exposure bias: greedy free-running prefixes */
+    int beam = g.num_beams;
     Generator *gen = generator_new(m, &g, o->batch_size, pairset_max_source(ps, n));
     if (!gen) return tt_err_wrap("%s", dir);
     int **tokens = calloc(n ? n : 1, sizeof *tokens);
@@ -460,7 +463,20 @@ int eval_run(const EvalOptions *o_in, EvalReport *r) {
     EvalOptions *o = &r->opt;
     double t_start = tt_now_s();
     if (!o->model_dir || !o->data_path) return tt_err("eval: a model directory and a data file are needed");
-    if (o->beam < 1) o->beam = 1;
+    {
+        /* the model's own decoding, with the flags over it */
+        ModelConfig mc;
+        GenConfig g;
+        char path[4200];
+        snprintf(path, sizeof path, "%s/config.json", o->model_dir);
+        if (!file_exists(path)) return tt_err("%s: not a model directory (no config.json)", o->model_dir);
+        if (model_config_load(&mc, path) || eval_quality_gen_config(&mc, o->model_dir, o, &g))
+            return tt_err_wrap("%s", o->model_dir);
+        o->beam = g.num_beams;
+        o->length_penalty = g.length_penalty;
+        o->no_repeat_ngram = g.no_repeat_ngram_size;
+        if (g.max_new_tokens > o->max_new_tokens) o->max_new_tokens = g.max_new_tokens;
+    }
     if (o->speed_beam < 2) o->speed_beam = o->beam > 1 ? o->beam : 4;
     if (o->batch_size < 1) o->batch_size = 32;
     if (o->max_target_tokens < 2 || o->max_new_tokens < 1) return tt_err("eval: token budgets too small");
@@ -554,13 +570,13 @@ int eval_run(const EvalOptions *o_in, EvalReport *r) {
     if (system_init(&r->model, "model", o->model_dir, r->n)) goto done;
     r->model.n_params = sm->m->n_params;
     int keep = o->oracle_dir && o->beam == 1;
-    if (generate_system(sm->m, sm->dir, sm->tok, &sm->ps, r->n, o->beam, o, &r->model, keep ? &free_tokens : NULL,
+    if (generate_system(sm->m, sm->dir, sm->tok, &sm->ps, r->n, 0, o, &r->model, keep ? &free_tokens : NULL,
                         keep ? &free_lens : NULL))
         goto done;
     if (r->has_baseline) {
         if (system_init(&r->baseline, "baseline", o->baseline_dir, r->n)) goto done;
         r->baseline.n_params = sb->m->n_params;
-        if (generate_system(sb->m, sb->dir, sb->tok, &sb->ps, r->n, o->beam, o, &r->baseline, NULL, NULL)) goto done;
+        if (generate_system(sb->m, sb->dir, sb->tok, &sb->ps, r->n, 0, o, &r->baseline, NULL, NULL)) goto done;
     }
     if (o->lead > 0) {
         char name[32];

@@ -32,6 +32,19 @@ int eval_gen_config(const Model *m, const char *dir, int beam, double length_pen
     return gen_config_check(g);
 }
 
+int eval_quality_gen_config(const ModelConfig *c, const char *dir, const EvalOptions *o, GenConfig *g) {
+    gen_config_from_model(g, c);
+    if (dir) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/generation_config.json", dir);
+        if (file_exists(path) && gen_config_load(g, path)) return -1;
+    }
+    if (g->max_new_tokens <= 0) g->max_new_tokens = o->max_new_tokens;
+    gen_flags_apply(&o->gen, g);
+    g->num_return_sequences = 1;
+    return gen_config_check(g);
+}
+
 int pairset_max_source(const PairSet *ps, size_t n) {
     int mx = 1;
     for (size_t i = 0; i < n && i < ps->n; i++)

@@ -9,6 +9,10 @@
 /* The model's generation_config.json when its directory has one (dir may be NULL), then
  * deterministic search: num_beams = beam (1: greedy), no sampling, one result, at most
  * max_new_tokens new tokens, the given length penalty. 0 or -1. */
+/* The decoding of the quality measurements: the model's generation_config.json (HF's
+ * defaults without one; o->max_new_tokens when it sets no budget), then o->gen's flags;
+ * one result per input. 0 or -1. */
+int eval_quality_gen_config(const ModelConfig *c, const char *dir, const EvalOptions *o, GenConfig *g);
 int eval_gen_config(const Model *m, const char *dir, int beam, double length_penalty, int max_new_tokens,
                     GenConfig *g);
 

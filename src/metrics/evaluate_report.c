@@ -174,6 +174,7 @@ cJSON *eval_report_json(const EvalReport *r) {
     cJSON_AddStringToObject(st, "decoding", o->beam > 1 ? "beam" : "greedy");
     add_num(st, "beam", o->beam);
     add_num(st, "length_penalty", o->length_penalty);
+    add_num(st, "no_repeat_ngram_size", o->no_repeat_ngram);
     add_num(st, "batch_size", o->batch_size);
     cJSON_AddBoolToObject(st, "rouge_stemmer", o->use_stemmer);
     add_num(st, "lead", o->lead);
@@ -390,6 +391,7 @@ char *eval_report_table(const EvalReport *r) {
     fprintf(f, "tutor eval: %zu examples of %s; %s; ROUGE %s\n", r->n, o->data_path,
             o->beam > 1 ? "beam search" : "greedy search", o->use_stemmer ? "with Porter stemming" : "without stemming");
     if (o->beam > 1) fprintf(f, "(%d beams, length penalty %g)\n", o->beam, o->length_penalty);
+    if (o->no_repeat_ngram > 0) fprintf(f, "(no repeated %d-grams)\n", o->no_repeat_ngram);
     fprintf(f, "\n%-18s %9s", "metric", "model");
     if (r->has_baseline) fprintf(f, " %9s   %-28s", "baseline", "model - baseline [95% CI]");
     if (r->has_lead) fprintf(f, " %9s", r->lead.name);
