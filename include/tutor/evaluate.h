@@ -196,4 +196,24 @@ int eval_measure_memory(const char *dir, const int *const *src, const int *src_l
 /* Median and p90 of n values (sorted copy; linear interpolation as numpy's default). */
 double eval_percentile(const double *v, int n, double q);
 
+/* ---- Dev ROUGE-L during training ------------------------------------------------------- */
+
+/* An evaluator for the training loop (train.h): dev loss on every dev pair (logged as
+ * dev_loss) and ROUGE-L F (x100, rouge-score conventions, no stemming) of the model's
+ * outputs on the first n_rouge dev pairs, decoded with gen (logged as dev_rougeL). The
+ * selection value (higher is better) is ROUGE-L - 1e-4 x dev loss: ties, as when nothing
+ * is generated yet, go to the lower loss. refs[i] is pair i's reference text. */
+typedef struct {
+    const PairSet *dev;
+    const char *const *refs;
+    size_t n_rouge;
+    const Tokenizer *tok;
+    GenConfig gen;
+    int batch_size;        /* inputs per generation batch */
+    int batch_tokens, max_batch;
+    double last_seconds;   /* the last evaluation's generation time */
+} DevRougeEval;
+
+Evaluator dev_rouge_eval_iface(DevRougeEval *e);
+
 #endif

@@ -218,7 +218,7 @@ int train_run_with(Model *m, const Tokenizer *tok, const TrainOptions *o, const 
     int rc = pairset_build(&train, &ds, tok, o->max_source_tokens, o->max_target_tokens, 0);
     dataset_free(&ds);
     if (rc) goto done;
-    if (o->dev_path) {
+    if (o->dev_path && !evaluator) {
         if (dataset_load_jsonl(&ds, o->dev_path, &o->jsonl, o->max_dev_examples)) goto done;
         rc = pairset_build(&dev, &ds, tok, o->max_source_tokens, o->max_target_tokens, 0);
         dataset_free(&ds);
@@ -244,8 +244,9 @@ int train_run_with(Model *m, const Tokenizer *tok, const TrainOptions *o, const 
     else if (dev.n) parts.eval = dev_loss_eval_iface(&de);
     t = trainer_open(m, o, &parts);
     if (!t) goto done;
-    tt_info("training %zu pairs (%zu truncated), dev %zu pairs; %zu parameters; %d threads", train.n,
-            train.truncated, dev.n, m->n_params, o->threads);
+    tt_info("training %zu pairs (%zu truncated); selection by %s; %zu parameters; %d threads", train.n,
+            train.truncated, parts.eval.evaluate ? parts.eval.metric : "none (the last model)", m->n_params,
+            o->threads);
     result = trainer_run(t);
 done:
     trainer_close(t);
