@@ -8,6 +8,7 @@ int cmd_train(int argc, char **argv);
 int cmd_pretrain(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_tune(int argc, char **argv);
 int cmd_score(int argc, char **argv);
 int cmd_distill(int argc, char **argv);
 int cmd_info(int argc, char **argv);

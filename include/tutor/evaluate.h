@@ -216,4 +216,9 @@ typedef struct {
 
 Evaluator dev_rouge_eval_iface(DevRougeEval *e);
 
+/* Mean ROUGE-L F x100 of m's outputs (decoded with gc, batch inputs at a time) on the first
+ * n pairs of ps against refs; *seconds (may be NULL) the generation time. 0 or -1. */
+int rouge_of_outputs(Model *m, const Tokenizer *tok, const PairSet *ps, const char *const *refs, size_t n,
+                     const GenConfig *gc, int batch, double *rougeL, double *seconds);
+
 #endif

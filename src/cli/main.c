@@ -18,6 +18,7 @@ static const Command commands[] = {
     {"train", cmd_train, "train a model on gold pairs (a teacher, or a student from scratch)"},
     {"generate", cmd_generate, "generate targets (greedy, beam, sampling): pseudo-targets, serving"},
     {"eval", cmd_eval, "ROUGE, BLEU, exposure bias, speed and size of a model on a test set"},
+    {"tune", cmd_tune, "choose the decoding (beams, length penalty, no-repeat) a model is best with on dev"},
     {"score", cmd_score, "ROUGE and BLEU of hypotheses against references"},
     {"distill", cmd_distill, "train a student from a teacher (word-level KD, PTs, Joint-Teaching)"},
     {"info", cmd_info, "describe a model directory: architecture, sizes, parameters"},
