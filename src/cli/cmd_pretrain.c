@@ -43,7 +43,6 @@ typedef struct {
     NoiseOptions no;
     long heldout;
     long preview;
-    int src_given;
 } PretrainArgs;
 
 static int num_arg(const char *flag, const char *v, double lo, double hi, double *out) {
@@ -64,7 +63,6 @@ static int pretrain_flags(void *ctx, int *i, int argc, char **argv) {
         p->no.permute_sentences = 0;
         return 1;
     }
-    if (!strcmp(a, "--max-source-tokens")) p->src_given = 1; /* handled by the common parser */
     const char *flags[] = {"--objective", "--mask-ratio", "--poisson-lambda", "--gap-ratio", "--mix-gap-prob",
                            "--heldout", "--preview", NULL};
     int k = 0;
@@ -163,7 +161,8 @@ int cmd_pretrain(int argc, char **argv) {
         int p95 = len[(size_t)(0.95 * (double)(docs.n - 1))];
         free(len);
         /* the config file or a flag may set it; otherwise the data decides */
-        if (!pa.src_given) {
+        if (train_cli_options(&c)) goto done;
+        if (c.o.max_source_tokens <= 0) {
             int budget = (p95 + 7) / 8 * 8;
             if (budget > 512) budget = 512;
             if (budget < 16) budget = 16;

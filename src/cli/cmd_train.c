@@ -22,7 +22,8 @@ static void usage(FILE *f) {
             "  --source-field NAME --target-field NAME   (default source, target)\n"
             "  --skip-bad             skip malformed lines (counted) instead of stopping\n"
             "  --max-train-examples N --max-dev-examples N   (default all)\n"
-            "  --max-source-tokens N (256) --max-target-tokens N (64)\n"
+            "  --max-source-tokens N --max-target-tokens N   token budgets (default: the training\n"
+            "                         data's 95th percentile of sources, 99th of targets)\n"
             "model selection (with --dev):\n"
             "  --select rougeL|loss   keep the model with the best dev ROUGE-L of greedy outputs on the\n"
             "                         first --dev-rouge-examples dev pairs (default), or the lowest dev\n"
@@ -97,7 +98,8 @@ int cmd_train(int argc, char **argv) {
     Dataset dev = {0};
     PairSet dev_ps = {0};
     const char **refs = NULL;
-    if (train_cli_tokenizer(&c) || train_cli_model(&c, 0) || train_cli_gen_config(&c)) goto done;
+    if (train_cli_tokenizer(&c) || train_cli_auto_lengths(&c) || train_cli_model(&c, 0) || train_cli_gen_config(&c))
+        goto done;
     if (c.o.dev_path && !ta.select_loss) {
         /* dev ROUGE-L: greedy outputs of the first dev pairs, with the model's decoding limits */
         if (dataset_load_jsonl(&dev, c.o.dev_path, &c.o.jsonl, c.o.max_dev_examples) ||

@@ -64,6 +64,7 @@ int train_cli_parse(TrainCli *c, const char *cmd, int argc, char **argv, void (*
                     TrainCliFlag extra, void *extra_ctx) {
     c->cmd = cmd;
     train_options_default(&c->o);
+    c->o.max_source_tokens = c->o.max_target_tokens = 0; /* unset: from the data */
     c->dropout = -1;
     c->targv = calloc((size_t)argc + 1, sizeof(char *));
     if (!c->targv) return 2;
@@ -140,8 +141,10 @@ int train_cli_tokenizer(TrainCli *c) {
     return c->tok ? 0 : -1;
 }
 
-int train_cli_model(TrainCli *c, int need_positions) {
+int train_cli_options(TrainCli *c) {
     TrainOptions *o = &c->o;
+    if (c->options_applied) return 0;
+    c->options_applied = 1;
     if (c->config_path) {
         size_t n = 0;
         char *text = read_file_text(c->config_path, &n);
@@ -170,6 +173,69 @@ int train_cli_model(TrainCli *c, int need_positions) {
     cJSON_Delete(tr);
     if (rc) return -1;
     o->adam.lr = o->schedule.peak_lr;
+    return 0;
+}
+
+static int cmp_int(const void *a, const void *b) {
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+static int round_up8(int x) { return (x + 7) / 8 * 8; }
+
+int train_cli_auto_lengths(TrainCli *c) {
+    TrainOptions *o = &c->o;
+    if (train_cli_options(c)) return -1;
+    if (o->max_source_tokens > 0 && o->max_target_tokens > 0) return 0;
+    /* the budgets nobody set come from the training data: the 95th percentile of source
+     * lengths and the 99th of target lengths (in tokens, specials included) */
+    Dataset ds = {0};
+    if (dataset_load_jsonl(&ds, o->train_path, &o->jsonl, o->max_train_examples)) return -1;
+    size_t n = ds.n;
+    int *sl = malloc((n ? n : 1) * sizeof *sl), *tl = malloc((n ? n : 1) * sizeof *tl);
+    TokenIds ids = {0};
+    int rc = sl && tl ? 0 : tt_err("out of memory");
+    for (size_t i = 0; i < n && !rc; i++) {
+        const Example *ex = &ds.items[i];
+        if (tokenizer_encode(c->tok, ex->source, strlen(ex->source), NULL, &ids, NULL)) {
+            rc = tt_err_wrap("%s:%zu", o->train_path, ex->line);
+            break;
+        }
+        sl[i] = (int)ids.n + 2;
+        tl[i] = 1;
+        if (ex->target) {
+            if (tokenizer_encode(c->tok, ex->target, strlen(ex->target), NULL, &ids, NULL)) {
+                rc = tt_err_wrap("%s:%zu", o->train_path, ex->line);
+                break;
+            }
+            tl[i] = (int)ids.n + 1;
+        }
+    }
+    if (!rc && n) {
+        qsort(sl, n, sizeof *sl, cmp_int);
+        qsort(tl, n, sizeof *tl, cmp_int);
+        int s95 = round_up8(sl[(size_t)(0.95 * (double)(n - 1))]), t99 = round_up8(tl[(size_t)(0.99 * (double)(n - 1))]);
+        if (s95 > 512) s95 = 512;
+        if (t99 > 256) t99 = 256;
+        if (s95 < 8) s95 = 8;
+        if (t99 < 8) t99 = 8;
+        if (o->max_source_tokens <= 0) o->max_source_tokens = s95;
+        if (o->max_target_tokens <= 0) o->max_target_tokens = t99;
+        tt_info("token budgets from %s: sources %d (95th percentile), targets %d (99th)", o->train_path,
+                o->max_source_tokens, o->max_target_tokens);
+    }
+    token_ids_free(&ids);
+    free(sl);
+    free(tl);
+    dataset_free(&ds);
+    return rc;
+}
+
+int train_cli_model(TrainCli *c, int need_positions) {
+    TrainOptions *o = &c->o;
+    if (train_cli_options(c)) return -1;
+    if (o->max_source_tokens <= 0) o->max_source_tokens = 256;
+    if (o->max_target_tokens <= 0) o->max_target_tokens = 64;
     if (need_positions <= 0)
         need_positions = o->max_source_tokens > o->max_target_tokens ? o->max_source_tokens : o->max_target_tokens;
     if (c->init_dir) {
@@ -185,7 +251,7 @@ int train_cli_model(TrainCli *c, int need_positions) {
         }
         cJSON_DeleteItemFromObjectCaseSensitive(mc, "vocab_size");
         cJSON_AddNumberToObject(mc, "vocab_size", tokenizer_vocab_size(c->tok));
-        rc = model_config_from_json(&cfg, mc, c->config_path ? c->config_path : "config", "mbart");
+        int rc = model_config_from_json(&cfg, mc, c->config_path ? c->config_path : "config", "mbart");
         cJSON_Delete(mc);
         if (rc) return -1;
         if (c->d_model) cfg.d_model = c->d_model;

@@ -26,6 +26,7 @@ typedef struct {
     struct cJSON *conf;
     char **targv;                /* training flags, applied after the config file */
     int argc_train;
+    int options_applied;
 } TrainCli;
 
 /* A command's own flag: returns 1 if it took argv[*i] (advancing *i past a value), 0 if
@@ -41,6 +42,11 @@ int train_cli_parse(TrainCli *c, const char *cmd, int argc, char **argv, void (*
  * tokenizer; positions enough for need_positions). 0 or -1 with an error. */
 int train_cli_tokenizer(TrainCli *c);
 int train_cli_model(TrainCli *c, int need_positions);
+/* Applies the config file's "train" object and the training flags to c->o (once). */
+int train_cli_options(TrainCli *c);
+/* Token budgets that neither the config nor a flag set, from the training data's lengths
+ * (95th percentile of sources, 99th of targets, multiples of 8). Needs the tokenizer. */
+int train_cli_auto_lengths(TrainCli *c);
 /* Writes OUT/generation_config.json from the model (Hugging Face's decoding defaults). */
 int train_cli_gen_config(TrainCli *c);
 void train_cli_free(TrainCli *c);
