@@ -34,7 +34,7 @@ TEST_BIN = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 GRAD_BIN = $(GRAD_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps test demo bench clean tests
+.PHONY: all deps test demo bench clean tests teacher
 all: deps $(BUILD)/libtutor.a $(BUILD)/tutor build/tutor
 
 deps:
@@ -106,6 +106,10 @@ bench: all $(BENCH_BIN)
 
 demo: all
 	@scripts/demo.sh
+
+# Retrains the debdesc teacher (hours; resumable: run it again after an interruption).
+teacher: all
+	@scripts/teacher.sh
 
 clean:
 	rm -rf build
