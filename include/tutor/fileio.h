@@ -30,4 +30,20 @@ int make_dirs(const char *path);
 /* 1 if path exists (any type), 0 if not. */
 int file_exists(const char *path);
 
+/* 1 when a and b name the same existing file (device and inode), 0 otherwise. */
+int same_file(const char *a, const char *b);
+/* Guards a command's output: -1 with "OUT is also the input IN: ..." when out is one of
+ * inputs[0..n) (NULLs skipped), else 0. */
+int check_not_an_input(const char *out, const char *const *inputs, int n);
+
+/* What an existing output path must already be before a command may replace it. */
+typedef enum {
+    OUTPUT_JSONL_GENERATED, /* a file of tutor generate's lines (or empty) */
+    OUTPUT_TOKENIZER,       /* a tokenizer.json (a JSON object with "model") */
+    OUTPUT_RUN_DIR,         /* a directory: empty, or a model / run directory */
+} OutputKind;
+/* 0 when out does not exist or is of that kind; otherwise -1 with a message naming it and
+ * what it holds (so that a model never lands on a text file, nor a tokenizer on data). */
+int check_output_kind(const char *out, OutputKind kind);
+
 #endif

@@ -128,6 +128,13 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "tutor: generate: --resume needs -o FILE\n");
         return 2;
     }
+    if (fo.output_path) {
+        const char *inputs[] = {fo.input_path};
+        if (check_not_an_input(fo.output_path, inputs, 1) || check_output_kind(fo.output_path, OUTPUT_JSONL_GENERATED)) {
+            fprintf(stderr, "tutor: generate: %s\n", tt_errmsg());
+            return 1;
+        }
+    }
     if (threads > 0) tt_set_threads(threads);
     else tt_set_threads((int)sysconf(_SC_NPROCESSORS_ONLN));
     Model *m = model_load(model_dir);

@@ -139,7 +139,7 @@ int cmd_pretrain(int argc, char **argv) {
     TokenClasses tc = {0};
     DenoiseSource *src = NULL;
     Trainer *t = NULL;
-    if (train_cli_tokenizer(&c)) goto done;
+    if (train_cli_check_output(&c) || train_cli_tokenizer(&c)) goto done;
     {
         int mask_id;
         Tokenizer *with = tokenizer_add_special(c.tok, TOKENIZER_MASK, 1, &mask_id);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "tutor/cli.h"
+#include "tutor/fileio.h"
 #include "tutor/core.h"
 #include "tutor/data.h"
 #include "tutor/tokenizer.h"
@@ -146,6 +147,10 @@ static int train_main(int argc, char **argv) {
         usage_train(stderr);
         return 2;
     }
+    if (check_not_an_input(out, (const char *const *)data, n_data) || check_output_kind(out, OUTPUT_TOKENIZER)) {
+        fprintf(stderr, "tutor: tokenizer train: %s\n", tt_errmsg());
+        return 1;
+    }
     if (n_fields == 0) n_fields = 2;
     opt.vocab_size = vocab;
     BpeTrainer *tr = bpe_trainer_new(&opt);
@@ -175,6 +180,10 @@ static int train_main(int argc, char **argv) {
         if (rc) goto error;
     }
     replaced += bpe_trainer_replaced(tr);
+    if (!n_texts) {
+        tt_err("no texts in the --data files: nothing to learn a tokenizer from");
+        goto error;
+    }
     Tokenizer *tok = bpe_trainer_finish(tr);
     bpe_trainer_free(tr);
     tr = NULL;

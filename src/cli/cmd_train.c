@@ -98,7 +98,7 @@ int cmd_train(int argc, char **argv) {
     Dataset dev = {0};
     PairSet dev_ps = {0};
     const char **refs = NULL;
-    if (train_cli_tokenizer(&c) || train_cli_auto_lengths(&c) || train_cli_model(&c, 0) || train_cli_gen_config(&c))
+    if (train_cli_check_output(&c) || train_cli_tokenizer(&c) || train_cli_auto_lengths(&c) || train_cli_model(&c, 0) || train_cli_gen_config(&c))
         goto done;
     if (c.o.dev_path && !ta.select_loss) {
         /* dev ROUGE-L: greedy outputs of the first dev pairs, with the model's decoding limits */

@@ -1,6 +1,7 @@
 /* train_common.c: the model, tokenizer and training options of the training commands
  * (see train_common.h). */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,43 +12,78 @@
 
 typedef struct {
     const char *name;
-    int kind; /* 0 int, 1 long, 2 double, 3 string(schedule) */
+    int kind; /* 0 int, 1 long, 2 double, 3 string(schedule), 4 seed */
     void *dst;
+    double lo, hi;
+    int open_lo; /* lo itself excluded */
 } TrainKey;
 
-static int apply_train_json(TrainOptions *o, const cJSON *tr, const char *path) {
+/* what: "FILE: training key \"k\"" or "--k" */
+static int bad_value(const char *what, const TrainKey *k, const char *shown) {
+    if (k->kind == 2)
+        return tt_err("%s needs a number in %s%g, %g], not %s", what, k->open_lo ? "(" : "[", k->lo, k->hi, shown);
+    return tt_err("%s needs a whole number in [%.0f, %.0f], not %s", what, k->lo, k->hi, shown);
+}
+
+static int apply_train_json(TrainOptions *o, const cJSON *tr, const char *path, int from_flags) {
     TrainKey keys[] = {
-        {"max_source_tokens", 0, &o->max_source_tokens}, {"max_target_tokens", 0, &o->max_target_tokens},
-        {"batch_tokens", 0, &o->batch_tokens},           {"max_batch", 0, &o->max_batch},
-        {"update_tokens", 0, &o->update_tokens},         {"lr", 2, &o->schedule.peak_lr},
-        {"warmup", 1, &o->schedule.warmup_steps},        {"warmup_steps", 1, &o->schedule.warmup_steps},
-        {"max_steps", 1, &o->max_steps},                 {"max_epochs", 0, &o->max_epochs},
-        {"weight_decay", 2, &o->adam.weight_decay},      {"clip", 2, &o->clip_norm},
-        {"label_smoothing", 2, &o->label_smoothing},     {"eval_every", 0, &o->eval_every},
-        {"save_every", 0, &o->save_every},               {"log_every", 0, &o->log_every},
-        {"patience", 0, &o->patience},                   {"threads", 0, &o->threads},
-        {"schedule", 3, &o->schedule.kind},
+        {"max_source_tokens", 0, &o->max_source_tokens, 3, 1 << 20, 0},
+        {"max_target_tokens", 0, &o->max_target_tokens, 2, 1 << 20, 0},
+        {"batch_tokens", 0, &o->batch_tokens, 1, 1 << 30, 0},
+        {"max_batch", 0, &o->max_batch, 0, 1 << 24, 0},
+        {"update_tokens", 0, &o->update_tokens, 0, 1 << 30, 0},
+        {"lr", 2, &o->schedule.peak_lr, 0, 10, 1},
+        {"warmup", 1, &o->schedule.warmup_steps, 0, 1e12, 0},
+        {"warmup_steps", 1, &o->schedule.warmup_steps, 0, 1e12, 0},
+        {"max_steps", 1, &o->max_steps, 1, 1e15, 0},
+        {"max_epochs", 0, &o->max_epochs, 1, 1e9, 0},
+        {"weight_decay", 2, &o->adam.weight_decay, 0, 10, 0},
+        {"clip", 2, &o->clip_norm, 0, 1e9, 0},
+        {"label_smoothing", 2, &o->label_smoothing, 0, 0.999, 0},
+        {"eval_every", 0, &o->eval_every, 0, 1e9, 0},
+        {"save_every", 0, &o->save_every, 0, 1e9, 0},
+        {"log_every", 0, &o->log_every, 0, 1e9, 0},
+        {"patience", 0, &o->patience, 0, 1e9, 0},
+        {"threads", 0, &o->threads, 1, 4096, 0},
+        {"schedule", 3, &o->schedule.kind, 0, 0, 0},
+        {"seed", 4, &o->seed, 0, 9007199254740992.0, 0},
     };
+    if (!cJSON_IsObject(tr)) return tt_err("%s: \"train\" must be an object of training options", path);
     for (const cJSON *it = tr->child; it; it = it->next) {
         size_t k = 0;
         for (; k < sizeof keys / sizeof keys[0]; k++)
-            if (!strcmp(keys[k].name, it->string)) break;
-        if (k == sizeof keys / sizeof keys[0]) {
-            if (!strcmp(it->string, "seed") && cJSON_IsNumber(it)) {
-                o->seed = (uint64_t)it->valuedouble;
-                continue;
-            }
-            return tt_err("%s: unknown training key \"%s\"", path, it->string);
+            if (it->string && !strcmp(keys[k].name, it->string)) break;
+        char what[300];
+        if (from_flags) {
+            snprintf(what, sizeof what, "--%s", it->string ? it->string : "?");
+            for (char *p = what; *p; p++)
+                if (*p == '_') *p = '-';
+        } else {
+            snprintf(what, sizeof what, "%s: training key \"%s\"", path, it->string ? it->string : "?");
         }
-        if (keys[k].kind == 3) {
-            if (!cJSON_IsString(it) || schedule_parse_kind(it->valuestring, keys[k].dst))
-                return tt_err("%s: \"schedule\" must be linear, cosine or constant", path);
+        if (k == sizeof keys / sizeof keys[0]) {
+            if (from_flags) return tt_err("unknown option %s", what);
+            return tt_err("%s: unknown training key \"%s\"", path, it->string ? it->string : "?");
+        }
+        const TrainKey *key = &keys[k];
+        if (key->kind == 3) {
+            if (!cJSON_IsString(it) || schedule_parse_kind(it->valuestring, key->dst))
+                return tt_err("%s must be linear, cosine or constant", what);
             continue;
         }
-        if (!cJSON_IsNumber(it)) return tt_err("%s: training key \"%s\" must be a number", path, it->string);
-        if (keys[k].kind == 0) *(int *)keys[k].dst = (int)it->valuedouble;
-        else if (keys[k].kind == 1) *(long *)keys[k].dst = (long)it->valuedouble;
-        else *(double *)keys[k].dst = it->valuedouble;
+        char shown[64];
+        if (cJSON_IsString(it)) snprintf(shown, sizeof shown, "'%.40s'", it->valuestring);
+        else if (cJSON_IsNumber(it)) snprintf(shown, sizeof shown, "%g", it->valuedouble);
+        else snprintf(shown, sizeof shown, "a JSON %s", cJSON_IsArray(it) ? "array" : cJSON_IsObject(it) ? "object" : "value");
+        if (!cJSON_IsNumber(it)) return bad_value(what, key, shown);
+        double v = it->valuedouble;
+        int whole = key->kind != 2;
+        if (!isfinite(v) || v < key->lo || v > key->hi || (key->open_lo && v == key->lo) || (whole && v != floor(v)))
+            return bad_value(what, key, shown);
+        if (key->kind == 0) *(int *)key->dst = (int)v;
+        else if (key->kind == 1) *(long *)key->dst = (long)v;
+        else if (key->kind == 4) *(uint64_t *)key->dst = (uint64_t)v;
+        else *(double *)key->dst = v;
     }
     return 0;
 }
@@ -108,11 +144,25 @@ int train_cli_parse(TrainCli *c, const char *cmd, int argc, char **argv, void (*
             c->data[c->n_data++] = argv[++i];
             c->o.train_path = c->data[0];
         }
-        else if (!strcmp(a, "--d-model") && train_cli_need_arg(cmd, i, argc, a)) c->d_model = atoi(argv[++i]);
-        else if (!strcmp(a, "--layers") && train_cli_need_arg(cmd, i, argc, a)) c->layers = atoi(argv[++i]);
-        else if (!strcmp(a, "--heads") && train_cli_need_arg(cmd, i, argc, a)) c->heads = atoi(argv[++i]);
-        else if (!strcmp(a, "--ffn") && train_cli_need_arg(cmd, i, argc, a)) c->ffn = atoi(argv[++i]);
-        else if (!strcmp(a, "--dropout") && train_cli_need_arg(cmd, i, argc, a)) c->dropout = atof(argv[++i]);
+        else if (!strcmp(a, "--d-model") || !strcmp(a, "--layers") || !strcmp(a, "--heads") || !strcmp(a, "--ffn") ||
+                 !strcmp(a, "--dropout")) {
+            if (!train_cli_need_arg(cmd, i, argc, a)) return 2;
+            const char *v = argv[++i];
+            char *end;
+            double x = strtod(v, &end);
+            int is_dropout = !strcmp(a, "--dropout");
+            double hi = is_dropout ? 0.999 : !strcmp(a, "--layers") ? 1024 : !strcmp(a, "--heads") ? 1024 : 1 << 20;
+            if (!*v || *end || !isfinite(x) || x < (is_dropout ? 0 : 1) || x > hi || (!is_dropout && x != floor(x))) {
+                fprintf(stderr, "tutor: %s: %s needs %s in [%.0f, %.0f], not '%s'\n", cmd, a,
+                        is_dropout ? "a number" : "a whole number", is_dropout ? 0.0 : 1.0, hi, v);
+                return 2;
+            }
+            if (is_dropout) c->dropout = x;
+            else if (a[2] == 'd') c->d_model = (int)x;
+            else if (a[2] == 'l') c->layers = (int)x;
+            else if (a[2] == 'h') c->heads = (int)x;
+            else c->ffn = (int)x;
+        }
         else if (!strcmp(a, "--skip-bad")) c->o.jsonl.skip_bad = 1;
         else if (!strcmp(a, "--resume")) c->o.resume = 1;
         else if (!strcmp(a, "--no-progress")) c->o.progress = 0;
@@ -127,6 +177,22 @@ int train_cli_parse(TrainCli *c, const char *cmd, int argc, char **argv, void (*
 #undef STR
     }
     return 0;
+}
+
+int train_cli_check_output(TrainCli *c) {
+    const char *out = c->o.out_dir;
+    const char *inputs[20];
+    int n = 0;
+    for (int i = 0; i < c->n_data; i++) inputs[n++] = c->data[i];
+    inputs[n++] = c->o.dev_path;
+    inputs[n++] = c->o.tokenizer_path;
+    inputs[n++] = c->config_path;
+    if (check_not_an_input(out, inputs, n)) return -1;
+    if (c->init_dir && same_file(out, c->init_dir))
+        return tt_err("-o %s is the --init model: training would write over the model it starts from; choose "
+                      "another output directory",
+                      out);
+    return check_output_kind(out, OUTPUT_RUN_DIR);
 }
 
 int train_cli_tokenizer(TrainCli *c) {
@@ -155,7 +221,7 @@ int train_cli_options(TrainCli *c) {
             return -1;
         }
         const cJSON *tr = cJSON_GetObjectItemCaseSensitive(c->conf, "train");
-        if (tr && apply_train_json(o, tr, c->config_path)) return -1;
+        if (tr && apply_train_json(o, tr, c->config_path, 0)) return -1;
     }
     /* command-line training flags, applied after the config file */
     cJSON *tr = cJSON_CreateObject();
@@ -169,7 +235,7 @@ int train_cli_options(TrainCli *c) {
         if (*end) cJSON_AddStringToObject(tr, key, c->targv[i + 1]);
         else cJSON_AddNumberToObject(tr, key, v);
     }
-    int rc = apply_train_json(o, tr, "command line");
+    int rc = apply_train_json(o, tr, "command line", 1);
     cJSON_Delete(tr);
     if (rc) return -1;
     o->adam.lr = o->schedule.peak_lr;

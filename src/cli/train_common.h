@@ -41,6 +41,9 @@ int train_cli_parse(TrainCli *c, const char *cmd, int argc, char **argv, void (*
  * the config file and training flags, and builds or loads the model (vocab_size from the
  * tokenizer; positions enough for need_positions). 0 or -1 with an error. */
 int train_cli_tokenizer(TrainCli *c);
+/* Refuses an output directory that is an input, the --init model, or an existing file or
+ * directory that is not a model or run directory. 0 or -1 with the reason. */
+int train_cli_check_output(TrainCli *c);
 int train_cli_model(TrainCli *c, int need_positions);
 /* Applies the config file's "train" object and the training flags to c->o (once). */
 int train_cli_options(TrainCli *c);

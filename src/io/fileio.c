@@ -4,6 +4,8 @@
 #include "tutor/fileio.h"
 #include "tutor/core.h"
 
+#include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
@@ -232,4 +234,80 @@ int make_dirs(const char *path) {
     }
     free(p);
     return 0;
+}
+
+int same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    if (!a || !b || stat(a, &sa) || stat(b, &sb)) return 0;
+    return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+int check_not_an_input(const char *out, const char *const *inputs, int n) {
+    for (int i = 0; i < n; i++)
+        if (inputs[i] && same_file(out, inputs[i]))
+            return tt_err("%s is also the input %s: refusing to write over it (choose another output)", out,
+                          inputs[i]);
+    return 0;
+}
+
+/* The first line (up to 64 KB) of a file, NUL-terminated, in buf. */
+static size_t first_line(const char *path, char *buf, size_t cap) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, cap - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *nl = memchr(buf, '\n', n);
+    if (nl) *nl = 0, n = (size_t)(nl - buf);
+    return n;
+}
+
+int check_output_kind(const char *out, OutputKind kind) {
+    struct stat st;
+    if (stat(out, &st)) return 0;
+    if (kind == OUTPUT_RUN_DIR) {
+        if (!S_ISDIR(st.st_mode))
+            return tt_err("%s exists and is not a directory: refusing to write a model there", out);
+        DIR *d = opendir(out);
+        if (!d) return tt_err("%s: %s", out, strerror(errno));
+        int entries = 0;
+        for (struct dirent *e; (e = readdir(d));)
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) entries++;
+        closedir(d);
+        if (!entries) return 0;
+        const char *marks[] = {"config.json", "checkpoint.json", "metrics.jsonl", "generation_config.json"};
+        char p[4200];
+        for (size_t i = 0; i < sizeof marks / sizeof marks[0]; i++) {
+            snprintf(p, sizeof p, "%s/%s", out, marks[i]);
+            if (file_exists(p)) return 0;
+        }
+        return tt_err("%s holds files but is not a model or run directory (no config.json, checkpoint.json or "
+                      "metrics.jsonl): refusing to write into it",
+                      out);
+    }
+    if (S_ISDIR(st.st_mode)) return kind == OUTPUT_TOKENIZER ? 0 : tt_err("%s is a directory", out);
+    if (!st.st_size) return 0;
+    char *buf = malloc(65536);
+    if (!buf) return tt_err("out of memory");
+    size_t n = first_line(out, buf, 65536);
+    int ok = 0;
+    if (kind == OUTPUT_JSONL_GENERATED) {
+        cJSON *o = cJSON_ParseWithLength(buf, n);
+        ok = o && cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(o, "targets"));
+        cJSON_Delete(o);
+        if (!ok)
+            tt_err("%s exists and is not a file of generated targets (its first line has no \"targets\"): "
+                   "refusing to write over it",
+                   out);
+    } else {
+        size_t len;
+        char *text = read_file_text(out, &len);
+        cJSON *o = text ? cJSON_ParseWithLength(text, len) : NULL;
+        ok = o && cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(o, "model"));
+        cJSON_Delete(o);
+        free(text);
+        if (!ok) tt_err("%s exists and is not a tokenizer.json: refusing to write a tokenizer over it", out);
+    }
+    free(buf);
+    return ok ? 0 : -1;
 }
