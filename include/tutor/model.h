@@ -26,6 +26,14 @@ typedef struct {
     double init_std;
 } ModelConfig;
 
+/* Limits a configuration is checked against before anything is sized from it. */
+#define MODEL_MAX_VOCAB (1 << 22)
+#define MODEL_MAX_WIDTH 65536
+#define MODEL_MAX_FFN (1 << 20)
+#define MODEL_MAX_LAYERS 1024
+#define MODEL_MAX_POSITIONS 65536
+#define MODEL_MAX_PARAMS 1.5e9 /* 5.6 GiB as float32 */
+
 /* Defaults for training from scratch: pre-LN encoder-decoder (mBART layout). */
 void model_config_default(ModelConfig *c, Arch arch);
 /* Reads/writes Hugging Face's config.json (keys of BartConfig/MBartConfig/GPT2Config). */

@@ -15,6 +15,8 @@ typedef struct Tokenizer Tokenizer;
 #define TOKENIZER_PAD "<pad>"
 #define TOKENIZER_EOS "</s>"
 #define TOKENIZER_UNK "<unk>"
+/* Ids a loaded tokenizer may use: [0, TOKENIZER_MAX_IDS). */
+#define TOKENIZER_MAX_IDS (1 << 22)
 
 /* Loads a tokenizer from: a tokenizer.json file; a directory holding tokenizer.json; or a
  * directory holding vocab.json + merges.txt (or GPT-2's encoder.json + vocab.bpe).

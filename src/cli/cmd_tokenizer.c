@@ -142,6 +142,12 @@ static int train_main(int argc, char **argv) {
             return 2;
         }
     }
+    if (vocab >= 0 && (vocab < 260 || vocab > TOKENIZER_MAX_IDS)) {
+        fprintf(stderr, "tutor: tokenizer train: --vocab needs a whole number in [260, %d] (4 specials and 256 "
+                        "bytes come first), not %d\n",
+                TOKENIZER_MAX_IDS, vocab);
+        return 2;
+    }
     if (!n_data || vocab < 0 || !out) {
         fprintf(stderr, "tutor: tokenizer train: --data, --vocab and -o are required\n");
         usage_train(stderr);

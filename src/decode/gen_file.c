@@ -97,6 +97,11 @@ int generate_file(Model *m, const Tokenizer *tok, const GenConfig *g, const GenF
     long done = 0;
     if (o->resume && o->output_path && gen_output_resume(o->output_path, &done)) return -1;
     long total = count_lines(o->input_path);
+    if (total >= 0 && done > total)
+        return tt_err("%s has %ld lines but %s only %ld inputs: it is not this input's output; cannot resume", out_name,
+                      done, o->input_path, total);
+    /* buffers for at most the inputs there are */
+    if (total >= 0 && B > total - done) B = total - done > 0 ? (int)(total - done) : 1;
     JsonlOptions jo;
     jsonl_options_default(&jo);
     if (o->source_field) jo.source_field = o->source_field;

@@ -1,8 +1,10 @@
 /* gen_output.c: the pseudo-target file's resume point. Results are written one JSON line per
  * input and flushed, so a killed run leaves complete lines and perhaps one torn line; resuming
  * keeps the complete ones, cuts the torn one and skips that many inputs. */
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -29,6 +31,30 @@ int gen_output_resume(const char *path, long *n_complete) {
     int bad = ferror(f);
     fclose(f);
     if (bad) return tt_err("%s: read error", path);
+    /* every complete line must be one this command wrote */
+    f = fopen(path, "rb");
+    if (!f) return tt_err("%s: %s", path, strerror(errno));
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    long k = 0;
+    long off = 0;
+    int rc = 0;
+    while (off < end_of_last && (len = getline(&line, &cap, f)) > 0) {
+        k++;
+        off += len;
+        cJSON *o = cJSON_ParseWithLength(line, (size_t)len);
+        int ok = o && cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(o, "targets"));
+        cJSON_Delete(o);
+        if (!ok) {
+            rc = tt_err("%s:%ld: not a line of generated targets (JSON with \"targets\"); cannot resume after it",
+                        path, k);
+            break;
+        }
+    }
+    free(line);
+    fclose(f);
+    if (rc) return -1;
     if (pos != end_of_last && truncate(path, end_of_last))
         return tt_err("%s: cannot cut the partial last line: %s", path, strerror(errno));
     *n_complete = lines;

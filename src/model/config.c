@@ -1,6 +1,7 @@
 /* config.c: the model configuration and its Hugging Face config.json form (BartConfig,
  * MBartConfig, GPT2Config keys), so that a tutor model directory reads as HF's own. */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,8 +44,35 @@ void model_config_default(ModelConfig *c, Arch arch) {
     c->init_std = 0.02;
 }
 
+/* Parameters of a configuration, in double (no overflow whatever the sizes). */
+static double config_param_count(const ModelConfig *c) {
+    double d = c->d_model, V = c->vocab_size, P = c->max_positions + 2.0;
+    double attn = 4 * d * d + 4 * d, ln = 2 * d;
+    double enc_layer = attn + ln + 2 * d * c->enc_ffn + c->enc_ffn + d + ln;
+    double dec_layer = 2 * (attn + ln) + 2 * d * c->dec_ffn + c->dec_ffn + d + ln;
+    return V * d + V + 2 * P * d + (double)c->enc_layers * enc_layer + (double)c->dec_layers * dec_layer + 6 * ln;
+}
+
 int model_config_check(const ModelConfig *c) {
+    /* sizes are bounded before anything is sized from them, so no product overflows */
     if (c->vocab_size < 4) return tt_err("config: vocab_size %d is too small", c->vocab_size);
+    if (c->vocab_size > MODEL_MAX_VOCAB)
+        return tt_err("config: vocab_size %d is above the limit of %d", c->vocab_size, MODEL_MAX_VOCAB);
+    if (c->d_model > MODEL_MAX_WIDTH || c->dec_ffn > MODEL_MAX_FFN || c->enc_ffn > MODEL_MAX_FFN)
+        return tt_err("config: d_model %d / ffn %d, %d above the limits (%d, %d)", c->d_model, c->enc_ffn, c->dec_ffn,
+                      MODEL_MAX_WIDTH, MODEL_MAX_FFN);
+    if (c->enc_layers > MODEL_MAX_LAYERS || c->dec_layers > MODEL_MAX_LAYERS)
+        return tt_err("config: %d encoder / %d decoder layers, above the limit of %d", c->enc_layers, c->dec_layers,
+                      MODEL_MAX_LAYERS);
+    if (c->max_positions > MODEL_MAX_POSITIONS)
+        return tt_err("config: max_position_embeddings %d is above the limit of %d", c->max_positions,
+                      MODEL_MAX_POSITIONS);
+    if (c->enc_heads > c->d_model || c->dec_heads > c->d_model)
+        return tt_err("config: more attention heads than d_model");
+    if (c->d_model >= 1 && c->dec_layers >= 0 && c->enc_layers >= 0 && c->enc_ffn >= 0 && c->dec_ffn >= 0 &&
+        c->max_positions >= 1 && config_param_count(c) > MODEL_MAX_PARAMS)
+        return tt_err("config: %.3g parameters, above the limit of %.3g (%.0f GiB as float32)", config_param_count(c),
+                      MODEL_MAX_PARAMS, MODEL_MAX_PARAMS * 4 / 1073741824.0);
     if (c->d_model < 1) return tt_err("config: d_model must be positive");
     if (c->max_positions < 1) return tt_err("config: max_position_embeddings must be positive");
     if (c->dec_layers < 1 || c->dec_heads < 1 || c->dec_ffn < 1)
@@ -69,8 +97,9 @@ static int get_int(const cJSON *o, const char *key, int *out, int required, cons
         if (required) return tt_err("%s: missing \"%s\"", path, key);
         return 0;
     }
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble)
-        return tt_err("%s: \"%s\" must be an integer", path, key);
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || fabs(v->valuedouble) > 2147483647.0 ||
+        v->valuedouble != floor(v->valuedouble))
+        return tt_err("%s: \"%s\" must be an integer (of at most 2^31 - 1)", path, key);
     *out = (int)v->valuedouble;
     return 0;
 }
@@ -78,7 +107,8 @@ static int get_int(const cJSON *o, const char *key, int *out, int required, cons
 static int get_float(const cJSON *o, const char *key, float *out, const char *path) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!v || cJSON_IsNull(v)) return 0;
-    if (!cJSON_IsNumber(v)) return tt_err("%s: \"%s\" must be a number", path, key);
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || fabs(v->valuedouble) > 1e30)
+        return tt_err("%s: \"%s\" must be a finite number", path, key);
     *out = (float)v->valuedouble;
     return 0;
 }

@@ -302,6 +302,14 @@ int model_load_params(Model *m, const char *path) {
             break;
         }
 #endif
+        /* a NaN or infinite weight would only show up later as empty outputs */
+        for (size_t j = 0; j < pi->numel; j++)
+            if (!isfinite(dst[j])) {
+                rc = tt_err("%s: tensor \"%s\" holds %s at element %zu: the checkpoint is corrupt (or was "
+                            "saved after training diverged)",
+                            path, pi->name, isnan(dst[j]) ? "NaN" : "an infinite value", j);
+                break;
+            }
     }
     if (!rc) {
         for (int i = 0; i < f.n_tensors; i++) {

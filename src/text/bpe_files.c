@@ -6,6 +6,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,8 @@ static void spell_table_free(SpellTable *st) {
 }
 
 static int spell_table_put(SpellTable *st, int id, const char *s, const char *path) {
+    if (id < 0 || id >= TOKENIZER_MAX_IDS)
+        return tt_err("%s: token '%s' has id %d, outside [0, %d)", path, s, id, TOKENIZER_MAX_IDS);
     if (id >= st->n_ids) {
         int n = id + 1;
         char **p = realloc(st->spell, (size_t)n * sizeof *p);
@@ -65,12 +68,19 @@ static int vocab_from_json(SpellTable *st, const cJSON *vocab, const char *path)
     if (!cJSON_IsObject(vocab)) return tt_err("%s: the vocabulary is not a JSON object", path);
     const cJSON *item;
     cJSON_ArrayForEach(item, vocab) {
-        if (!cJSON_IsNumber(item) || item->valuedouble < 0 || item->valuedouble > 1e9 ||
+        if (!cJSON_IsNumber(item) || item->valuedouble < 0 || item->valuedouble >= TOKENIZER_MAX_IDS ||
             item->valuedouble != (double)item->valueint)
-            return tt_err("%s: token '%s' has no valid id", path, item->string);
+            return tt_err("%s: token '%s' has no valid id (a whole number in [0, %d))", path, item->string,
+                          TOKENIZER_MAX_IDS);
         if (spell_table_put(st, item->valueint, item->string, path)) return -1;
     }
     if (st->n_ids == 0) return tt_err("%s: empty vocabulary", path);
+    /* tables are sized by the largest id: a few holes are HF's way, a sea of them is not */
+    int used = 0;
+    for (int i = 0; i < st->n_ids; i++) used += st->spell[i] != NULL;
+    if (st->n_ids > 2 * used + 1024)
+        return tt_err("%s: ids go up to %d but only %d are used: refusing tables that size", path, st->n_ids - 1,
+                      used);
     return 0;
 }
 
@@ -199,8 +209,10 @@ static Tokenizer *load_tokenizer_json(const char *path) {
     cJSON_ArrayForEach(a, list) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(a, "id");
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(a, "content");
-        if (!cJSON_IsNumber(id) || id->valueint < 0 || !cJSON_IsString(content) || !content->valuestring[0]) {
-            tt_err("%s: added_tokens[%d] needs an id and a content", path, n_added);
+        if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble >= TOKENIZER_MAX_IDS ||
+            id->valuedouble != floor(id->valuedouble) || !cJSON_IsString(content) || !content->valuestring[0]) {
+            tt_err("%s: added_tokens[%d] needs an id (a whole number in [0, %d)) and a content", path, n_added,
+                   TOKENIZER_MAX_IDS);
             goto done;
         }
         AddedToken *t = &added[n_added++];

@@ -78,15 +78,20 @@ Test(gen_files, resume_counts_lines_and_cuts_a_torn_one) {
     long n = -1;
     TEST_ASSERT_OK(gen_output_resume(path, &n));
     cr_expect_eq(n, 0, "a missing file");
-    const char *text = "{\"id\":\"a\"}\n{\"id\":\"b\"}\n{\"id\":\"c\",\"tar";
+    const char *text = "{\"id\":\"a\",\"targets\":[]}\n{\"id\":\"b\",\"targets\":[\"x\"]}\n{\"id\":\"c\",\"tar";
     TEST_ASSERT_OK(atomic_write_file(path, text, strlen(text)));
     TEST_ASSERT_OK(gen_output_resume(path, &n));
     cr_expect_eq(n, 2);
     size_t len;
     char *back = read_file_text(path, &len);
-    cr_expect_str_eq(back, "{\"id\":\"a\"}\n{\"id\":\"b\"}\n");
+    cr_expect_str_eq(back, "{\"id\":\"a\",\"targets\":[]}\n{\"id\":\"b\",\"targets\":[\"x\"]}\n");
     free(back);
     TEST_ASSERT_OK(gen_output_resume(path, &n));
     cr_expect_eq(n, 2, "a complete file is left as it is");
+    /* a complete line that this command did not write is refused with its line number */
+    const char *junk = "{\"id\":\"a\",\"targets\":[]}\nnot json\n";
+    TEST_ASSERT_OK(atomic_write_file(path, junk, strlen(junk)));
+    cr_expect(gen_output_resume(path, &n) < 0);
+    cr_expect(strstr(tt_errmsg(), "out.jsonl:2:") != NULL, "%s", tt_errmsg());
     test_rmtree(dir);
 }
