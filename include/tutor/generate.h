@@ -38,6 +38,11 @@ typedef struct {
 void gen_config_default(GenConfig *g);
 /* Defaults plus the token ids a model's config.json carries. */
 void gen_config_from_model(GenConfig *g, const ModelConfig *c);
+/* What Hugging Face's generate() uses for a model directory: the model's ids, then
+ * DIR/generation_config.json, or, without one (checkpoints saved before transformers 4.26),
+ * the generation keys of DIR/config.json (num_beams, max_length, no_repeat_ngram_size, ...).
+ * 0 or -1. */
+int gen_config_for_dir(GenConfig *g, const ModelConfig *c, const char *dir);
 /* Overrides g with the keys present in a generation_config.json. 0 or -1 ("PATH: reason"). */
 int gen_config_load(GenConfig *g, const char *path);
 /* Writes generation_config.json (atomically), the keys above that differ from HF's defaults

@@ -19,6 +19,8 @@ typedef struct {
     int enc_layers, enc_heads, enc_ffn; /* 0 for GPT-2 */
     int dec_layers, dec_heads, dec_ffn; /* GPT-2: n_layer, n_head, n_inner */
     int scale_embedding;                /* BART/mBART: token embeddings times sqrt(d_model) */
+    int untied_lm_head;                 /* 0 (HF's tie_word_embeddings true): the output projection
+                                           is the token embedding; 1: its own lm_head.weight */
     GeluKind act;
     double ln_eps;
     float dropout, attn_dropout, act_dropout; /* GPT-2: resid/embd, attn, - */
@@ -74,6 +76,7 @@ typedef struct {
     real *enc_ln_emb_w, *enc_ln_emb_b, *dec_ln_emb_w, *dec_ln_emb_b;
     real *enc_ln_final_w, *enc_ln_final_b, *dec_ln_final_w, *dec_ln_final_b; /* mBART; GPT-2 ln_f */
     real *final_logits_bias;         /* (V) BART/mBART */
+    real *lm_head;                   /* (V,C) the output projection: tok_emb when tied */
     LayerParams *enc, *dec;
 } ModelParams;
 

@@ -143,10 +143,8 @@ int cmd_generate(int argc, char **argv) {
         return 1;
     }
     GenConfig g;
-    gen_config_from_model(&g, &m->cfg);
     char path[4096];
-    snprintf(path, sizeof path, "%s/generation_config.json", model_dir);
-    if (file_exists(path) && gen_config_load(&g, path)) {
+    if (gen_config_for_dir(&g, &m->cfg, model_dir)) {
         fprintf(stderr, "tutor: %s\n", tt_errmsg());
         model_free(m);
         return 1;

@@ -136,9 +136,8 @@ int cmd_tune(int argc, char **argv) {
     int src_budget = (int)max_src;
     if (model_is_encdec(&m->cfg) && src_budget > m->cfg.max_positions) src_budget = m->cfg.max_positions;
     GenConfig base;
-    gen_config_from_model(&base, &m->cfg);
+    if (gen_config_for_dir(&base, &m->cfg, model_dir)) goto done;
     snprintf(path, sizeof path, "%s/generation_config.json", model_dir);
-    if (file_exists(path) && gen_config_load(&base, path)) goto done;
     if (base.max_new_tokens <= 0) base.max_new_tokens = 64;
     base.do_sample = 0;
     if (!model_is_encdec(&m->cfg) && src_budget > m->cfg.max_positions - base.max_new_tokens)

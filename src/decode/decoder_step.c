@@ -271,7 +271,7 @@ int decode_step(DecodeCache *dc, const StepRows *r, const int *logit_rows, int n
         layernorm_forward(dc->ln, NULL, NULL, dc->att, p->dec_ln_final_w, p->dec_ln_final_b, n_logits, C, c->ln_eps);
         y = dc->ln;
     }
-    decode_linear(logits, dc->V, y, p->tok_emb, p->final_logits_bias, n_logits, C, dc->V, W_OUT_IN);
+    decode_linear(logits, dc->V, y, p->lm_head, p->final_logits_bias, n_logits, C, dc->V, W_OUT_IN);
     dc->pool_used += M;
     return 0;
 }

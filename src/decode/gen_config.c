@@ -3,6 +3,7 @@
  * directory carries these as the defaults its `tutor generate` starts from. */
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +33,16 @@ void gen_config_from_model(GenConfig *g, const ModelConfig *c) {
     g->eos_id = c->eos_id;
     g->pad_id = c->pad_id;
     g->forced_eos_id = c->forced_eos_id;
+}
+
+int gen_config_for_dir(GenConfig *g, const ModelConfig *c, const char *dir) {
+    gen_config_from_model(g, c);
+    if (!dir) return 0;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/generation_config.json", dir);
+    if (file_exists(path)) return gen_config_load(g, path);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    return file_exists(path) ? gen_config_load(g, path) : 0;
 }
 
 /* Integer key: absent or null leaves *out; a list (HF allows several eos ids) takes its first. */

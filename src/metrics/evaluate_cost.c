@@ -18,12 +18,7 @@
 
 int eval_gen_config(const Model *m, const char *dir, int beam, double length_penalty, int max_new_tokens,
                     GenConfig *g) {
-    gen_config_from_model(g, &m->cfg);
-    if (dir) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s/generation_config.json", dir);
-        if (file_exists(path) && gen_config_load(g, path)) return -1;
-    }
+    if (gen_config_for_dir(g, &m->cfg, dir)) return -1;
     g->num_beams = beam > 1 ? beam : 1;
     g->do_sample = 0;
     g->num_return_sequences = 1;
@@ -33,12 +28,7 @@ int eval_gen_config(const Model *m, const char *dir, int beam, double length_pen
 }
 
 int eval_quality_gen_config(const ModelConfig *c, const char *dir, const EvalOptions *o, GenConfig *g) {
-    gen_config_from_model(g, c);
-    if (dir) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s/generation_config.json", dir);
-        if (file_exists(path) && gen_config_load(g, path)) return -1;
-    }
+    if (gen_config_for_dir(g, c, dir)) return -1;
     if (g->max_new_tokens <= 0) g->max_new_tokens = o->max_new_tokens;
     gen_flags_apply(&o->gen, g);
     g->num_return_sequences = 1;

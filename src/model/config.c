@@ -168,6 +168,9 @@ static int config_from_json_typed(ModelConfig *c, const cJSON *o, const char *pa
         rc |= get_int(o, "eos_token_id", &c->eos_id, 0, path);
         rc |= get_int(o, "pad_token_id", &c->pad_id, 0, path);
         c->act_dropout = 0;
+        const cJSON *tie = cJSON_GetObjectItemCaseSensitive(o, "tie_word_embeddings");
+        if (tie && !cJSON_IsBool(tie)) return tt_err("%s: \"tie_word_embeddings\" must be true or false", path);
+        c->untied_lm_head = tie && cJSON_IsFalse(tie);
         const cJSON *sa = cJSON_GetObjectItemCaseSensitive(o, "scale_attn_weights");
         if (sa && cJSON_IsFalse(sa)) return tt_err("%s: scale_attn_weights false is not supported", path);
         const cJSON *si = cJSON_GetObjectItemCaseSensitive(o, "scale_attn_by_inverse_layer_idx");
@@ -184,6 +187,9 @@ static int config_from_json_typed(ModelConfig *c, const cJSON *o, const char *pa
         rc |= get_int(o, "max_position_embeddings", &c->max_positions, req, path);
         const cJSON *se = cJSON_GetObjectItemCaseSensitive(o, "scale_embedding");
         c->scale_embedding = se && cJSON_IsTrue(se);
+        const cJSON *tie = cJSON_GetObjectItemCaseSensitive(o, "tie_word_embeddings");
+        if (tie && !cJSON_IsBool(tie)) return tt_err("%s: \"tie_word_embeddings\" must be true or false", path);
+        c->untied_lm_head = tie && cJSON_IsFalse(tie);
         rc |= get_float(o, "dropout", &c->dropout, path);
         rc |= get_float(o, "attention_dropout", &c->attn_dropout, path);
         rc |= get_float(o, "activation_dropout", &c->act_dropout, path);
@@ -191,6 +197,9 @@ static int config_from_json_typed(ModelConfig *c, const cJSON *o, const char *pa
         rc |= get_int(o, "pad_token_id", &c->pad_id, 0, path);
         rc |= get_int(o, "bos_token_id", &c->bos_id, 0, path);
         rc |= get_int(o, "eos_token_id", &c->eos_id, 0, path);
+        /* BartConfig defaults decoder_start_token_id to 2; MBartConfig has none (generation then
+         * starts from bos_token_id, as Hugging Face does) */
+        if (!strcmp(type, "mbart")) c->decoder_start_id = -1;
         rc |= get_int(o, "decoder_start_token_id", &c->decoder_start_id, 0, path);
         rc |= get_int(o, "forced_eos_token_id", &c->forced_eos_id, 0, path);
     }
@@ -220,6 +229,16 @@ static void add_opt_int(cJSON *o, const char *key, int v) {
     else cJSON_AddNullToObject(o, key);
 }
 
+/* A float as the shortest decimal that reads back to it (0.1, not 0.10000000149011612). */
+static double float_decimal(float x) {
+    char buf[32];
+    for (int digits = 1; digits <= 9; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, (double)x);
+        if ((float)strtod(buf, NULL) == x) return strtod(buf, NULL);
+    }
+    return (double)x;
+}
+
 int model_config_save(const ModelConfig *c, const char *path) {
     cJSON *o = cJSON_CreateObject();
     if (c->arch == ARCH_GPT2) {
@@ -234,9 +253,9 @@ int model_config_save(const ModelConfig *c, const char *path) {
         cJSON_AddNumberToObject(o, "n_inner", c->dec_ffn);
         cJSON_AddNumberToObject(o, "n_positions", c->max_positions);
         cJSON_AddNumberToObject(o, "layer_norm_epsilon", c->ln_eps);
-        cJSON_AddNumberToObject(o, "resid_pdrop", c->dropout);
-        cJSON_AddNumberToObject(o, "embd_pdrop", c->dropout);
-        cJSON_AddNumberToObject(o, "attn_pdrop", c->attn_dropout);
+        cJSON_AddNumberToObject(o, "resid_pdrop", float_decimal(c->dropout));
+        cJSON_AddNumberToObject(o, "embd_pdrop", float_decimal(c->dropout));
+        cJSON_AddNumberToObject(o, "attn_pdrop", float_decimal(c->attn_dropout));
         cJSON_AddNumberToObject(o, "initializer_range", c->init_std);
         cJSON_AddBoolToObject(o, "scale_attn_weights", 1);
         add_opt_int(o, "bos_token_id", c->bos_id);
@@ -259,9 +278,9 @@ int model_config_save(const ModelConfig *c, const char *path) {
         cJSON_AddNumberToObject(o, "decoder_ffn_dim", c->dec_ffn);
         cJSON_AddNumberToObject(o, "max_position_embeddings", c->max_positions);
         cJSON_AddBoolToObject(o, "scale_embedding", c->scale_embedding);
-        cJSON_AddNumberToObject(o, "dropout", c->dropout);
-        cJSON_AddNumberToObject(o, "attention_dropout", c->attn_dropout);
-        cJSON_AddNumberToObject(o, "activation_dropout", c->act_dropout);
+        cJSON_AddNumberToObject(o, "dropout", float_decimal(c->dropout));
+        cJSON_AddNumberToObject(o, "attention_dropout", float_decimal(c->attn_dropout));
+        cJSON_AddNumberToObject(o, "activation_dropout", float_decimal(c->act_dropout));
         cJSON_AddNumberToObject(o, "init_std", c->init_std);
         cJSON_AddNumberToObject(o, "encoder_layerdrop", 0);
         cJSON_AddNumberToObject(o, "decoder_layerdrop", 0);
@@ -272,6 +291,7 @@ int model_config_save(const ModelConfig *c, const char *path) {
         add_opt_int(o, "decoder_start_token_id", c->decoder_start_id);
         add_opt_int(o, "forced_eos_token_id", c->forced_eos_id);
     }
+    if (c->untied_lm_head) cJSON_AddBoolToObject(o, "tie_word_embeddings", 0);
     cJSON_AddStringToObject(o, "torch_dtype", "float32");
     cJSON_AddBoolToObject(o, "use_cache", 1);
     char *text = cJSON_Print(o);

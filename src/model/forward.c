@@ -379,7 +379,7 @@ const real *model_attention_probs(const Model *m, int which, int layer) {
 
 void model_logits(Model *m, int row0, int n, real *out) {
     const ModelConfig *c = &m->cfg;
-    linear_forward(out, c->vocab_size, model_hidden(m) + (long)row0 * c->d_model, m->p.tok_emb,
+    linear_forward(out, c->vocab_size, model_hidden(m) + (long)row0 * c->d_model, m->p.lm_head,
                    m->p.final_logits_bias, n, c->d_model, c->vocab_size, W_OUT_IN);
 }
 
@@ -392,9 +392,9 @@ double model_xent(Model *m, const Batch *b, double label_smoothing, int backward
     if (n_tokens) *n_tokens = counted;
     if (counted == 0) return 0;
     int grad = backward && a->train && m->grads;
-    double total = vocab_xent(model_hidden(m), m->p.tok_emb, m->p.final_logits_bias, b->labels, (int)N,
+    double total = vocab_xent(model_hidden(m), m->p.lm_head, m->p.final_logits_bias, b->labels, (int)N,
                               c->d_model, c->vocab_size, label_smoothing, loss_scale / (double)counted,
-                              grad ? a->d_hidden : NULL, grad ? m->g.tok_emb : NULL,
+                              grad ? a->d_hidden : NULL, grad ? m->g.lm_head : NULL,
                               grad ? m->g.final_logits_bias : NULL, a->vocab_chunk, a->chunk_rows, NULL);
     return total / (double)counted;
 }

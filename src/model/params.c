@@ -132,12 +132,14 @@ static void walk_params(Walk *w, ModelParams *p) {
         }
         p->dec_ln_final_w = tensor(w, 0, 1, C, 0, "transformer.ln_f.weight");
         p->dec_ln_final_b = tensor(w, 0, 1, C, 0, "transformer.ln_f.bias");
-        return;
+    } else {
+        p->final_logits_bias = tensor(w, 0, 2, 1, V, "final_logits_bias");
+        bart_stack(w, p, 0);
+        bart_stack(w, p, 1);
+        p->tok_emb = tensor(w, 1, 2, V, C, "model.shared.weight");
     }
-    p->final_logits_bias = tensor(w, 0, 2, 1, V, "final_logits_bias");
-    bart_stack(w, p, 0);
-    bart_stack(w, p, 1);
-    p->tok_emb = tensor(w, 1, 2, V, C, "model.shared.weight");
+    /* the output projection: the token embedding, or its own tensor when untied */
+    p->lm_head = !c->untied_lm_head ? p->tok_emb : tensor(w, 1, 2, V, C, "lm_head.weight");
 }
 
 static int total_layers(const ModelConfig *c) { return c->enc_layers + c->dec_layers; }
@@ -242,7 +244,8 @@ const ParamInfo *model_find_tensor(const Model *m, const char *name) {
 }
 
 /* Names Hugging Face may store that tutor ties to another tensor, or keeps as a constant. */
-static int is_tied_or_buffer(const char *name) {
+static int is_tied_or_buffer(const Model *m, const char *name) {
+    if (m->cfg.untied_lm_head && !strcmp(name, "lm_head.weight")) return 0;
     static const char *names[] = {"model.encoder.embed_tokens.weight", "model.decoder.embed_tokens.weight",
                                   "lm_head.weight"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
@@ -314,7 +317,7 @@ int model_load_params(Model *m, const char *path) {
     if (!rc) {
         for (int i = 0; i < f.n_tensors; i++) {
             const char *name = f.tensors[i].name;
-            if (!model_find_tensor(m, name) && !is_tied_or_buffer(name)) {
+            if (!model_find_tensor(m, name) && !is_tied_or_buffer(m, name)) {
                 rc = tt_err("%s: unexpected tensor \"%s\" (does config.json match this file?)", path, name);
                 break;
             }

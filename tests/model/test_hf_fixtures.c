@@ -1,10 +1,13 @@
 /* test_hf_fixtures.c: tutor reads the models Hugging Face wrote (tests/fixtures/hf) and
  * reproduces HF's own logits and loss; a model directory tutor writes reads back
- * bit-identically (issue 2, bar 1). */
+ * bit-identically (issue 2, bar 1). The edge cases of tests/fixtures/hf-edge (issue 9):
+ * untied output projections, MBartConfig's defaults, generation settings only in
+ * config.json, a model vocabulary wider than its tokenizer, a prompt past max_length. */
 #include <cjson/cJSON.h>
 
 #include "../testlib.h"
 #include "tutor/fileio.h"
+#include "tutor/generate.h"
 #include "tutor/model.h"
 #include "tutor/safetensors.h"
 
@@ -35,10 +38,12 @@ typedef struct {
     int *src, *src_mask, *tgt_in, *tgt_mask, *labels;
 } Fixture;
 
-static void fixture_load(Fixture *f, const char *name) {
+#define FIXTURES_EDGE "tests/fixtures/hf-edge"
+
+static void fixture_load_from(Fixture *f, const char *root, const char *name) {
     memset(f, 0, sizeof *f);
     char dir[256], path[300];
-    snprintf(dir, sizeof dir, "%s/%s", FIXTURES_HF, name);
+    snprintf(dir, sizeof dir, "%s/%s", root, name);
     f->m = model_load(dir);
     cr_assert(f->m, "model_load(%s): %s", dir, tt_errmsg());
     snprintf(path, sizeof path, "%s/inputs.json", dir);
@@ -73,6 +78,7 @@ static void fixture_load(Fixture *f, const char *name) {
     f->b.labels = f->labels;
 }
 
+
 static void fixture_free(Fixture *f) {
     model_free(f->m);
     free(f->src);
@@ -82,9 +88,9 @@ static void fixture_free(Fixture *f) {
     free(f->labels);
 }
 
-static void check_fixture(const char *name, int train_mode) {
+static void check_fixture_in(const char *root, const char *name, int train_mode) {
     Fixture f;
-    fixture_load(&f, name);
+    fixture_load_from(&f, root, name);
     TEST_ASSERT_OK(model_forward(f.m, &f.b, train_mode));
     int V = f.m->cfg.vocab_size, N = f.b.B * f.b.T;
     float *logits = malloc(sizeof(float) * N * V);
@@ -92,7 +98,7 @@ static void check_fixture(const char *name, int train_mode) {
     double loss = model_xent(f.m, &f.b, 0, 0, 1, NULL);
 
     char path[300];
-    snprintf(path, sizeof path, "%s/%s/expected.json", FIXTURES_HF, name);
+    snprintf(path, sizeof path, "%s/%s/expected.json", root, name);
     cJSON *ex = load_json(path);
     const cJSON *el = cJSON_GetObjectItem(ex, "logits");
     float *want = malloc(sizeof(float) * N * V);
@@ -113,6 +119,8 @@ static void check_fixture(const char *name, int train_mode) {
     free(want);
     fixture_free(&f);
 }
+
+static void check_fixture(const char *name, int train_mode) { check_fixture_in(FIXTURES_HF, name, train_mode); }
 
 Test(hf_fixtures, bart_logits_and_loss) { check_fixture("bart", 0); }
 Test(hf_fixtures, mbart_logits_and_loss) { check_fixture("mbart", 0); }
@@ -208,4 +216,160 @@ Test(hf_fixtures, refuses_non_float32_sharded_and_pickle) {
     free(half);
     model_free(m);
     test_rmtree(tmp);
+}
+
+/* ---- tests/fixtures/hf-edge: directories HF wrote that differ from tutor's own ---- */
+
+static int *json_ints(const cJSON *a, int *n) {
+    *n = cJSON_GetArraySize(a);
+    int *out = malloc(sizeof(int) * (size_t)(*n ? *n : 1));
+    for (int i = 0; i < *n; i++) out[i] = cJSON_GetArrayItem(a, i)->valueint;
+    return out;
+}
+
+/* Generates for row 0 of inputs.json (unpadded) with the directory's own settings, then
+ * the given overrides; returns the new tokens in out (n_out). */
+static void generate_row0(const char *dir, const GenFlags *flags, int *out, int *n_out, double *score) {
+    Model *m = model_load(dir);
+    cr_assert(m, "%s", tt_errmsg());
+    GenConfig g;
+    TEST_ASSERT_OK(gen_config_for_dir(&g, &m->cfg, dir));
+    if (flags) gen_flags_apply(flags, &g);
+    char path[400];
+    snprintf(path, sizeof path, "%s/inputs.json", dir);
+    cJSON *in = load_json(path);
+    const cJSON *ids = cJSON_GetArrayItem(cJSON_GetObjectItem(in, "input_ids"), 0);
+    const cJSON *mask = cJSON_GetArrayItem(cJSON_GetObjectItem(in, "attention_mask"), 0);
+    int n;
+    int *src = json_ints(ids, &n);
+    int len = 0;
+    for (int i = 0; i < n; i++) len += cJSON_GetArrayItem(mask, i)->valueint;
+    cJSON_Delete(in);
+    Generator *gen = generator_new(m, &g, 1, len);
+    cr_assert(gen, "%s", tt_errmsg());
+    const int *srcs[1] = {src};
+    uint64_t stream = 0;
+    const GenOutput *o;
+    TEST_ASSERT_OK(generator_run(gen, 1, srcs, &len, &stream, &o));
+    *n_out = o[0].hyps[0].n_tokens;
+    memcpy(out, o[0].hyps[0].tokens, sizeof(int) * (size_t)*n_out);
+    if (score) *score = o[0].hyps[0].score;
+    generator_free(gen);
+    free(src);
+    model_free(m);
+}
+
+static void expect_tokens(const int *got, int n_got, const cJSON *want, const char *what) {
+    int n;
+    int *w = json_ints(want, &n);
+    char g[512] = "", e[512] = "";
+    for (int i = 0; i < n_got && strlen(g) < 480; i++) snprintf(g + strlen(g), sizeof g - strlen(g), " %d", got[i]);
+    for (int i = 0; i < n && strlen(e) < 480; i++) snprintf(e + strlen(e), sizeof e - strlen(e), " %d", w[i]);
+    cr_expect(n == n_got && !memcmp(w, got, sizeof(int) * (size_t)n), "%s: tutor [%s ], HF [%s ]", what, g, e);
+    free(w);
+}
+
+static cJSON *edge_expected(const char *name) {
+    char path[300];
+    snprintf(path, sizeof path, "%s/%s/expected.json", FIXTURES_EDGE, name);
+    return load_json(path);
+}
+
+static void six_new_tokens(GenFlags *f, int beams) {
+    gen_flags_init(f);
+    f->max_new = 6;
+    f->min_new = 6;
+    f->num_beams = beams;
+}
+
+static void check_untied(const char *name) {
+    check_fixture_in(FIXTURES_EDGE, name, 0);
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/%s", FIXTURES_EDGE, name);
+    Model *m = model_load(dir);
+    cr_assert(m);
+    cr_expect(m->cfg.untied_lm_head && m->p.lm_head != m->p.tok_emb, "lm_head.weight is its own tensor");
+    /* saved as HF saves it: tie_word_embeddings false and lm_head.weight present */
+    char tmp[128], out[300], path[400];
+    test_tmpdir(tmp, sizeof tmp);
+    snprintf(out, sizeof out, "%s/saved", tmp);
+    TEST_ASSERT_OK(model_save(m, out));
+    snprintf(path, sizeof path, "%s/config.json", out);
+    cJSON *c = load_json(path);
+    cr_expect(cJSON_IsFalse(cJSON_GetObjectItem(c, "tie_word_embeddings")));
+    cJSON_Delete(c);
+    Model *m2 = model_load(out);
+    cr_assert(m2, "%s", tt_errmsg());
+    cr_expect(m2->n_params == m->n_params && !memcmp(m2->params, m->params, m->n_params * sizeof(real)));
+    model_free(m2);
+    model_free(m);
+    test_rmtree(tmp);
+    GenFlags f;
+    six_new_tokens(&f, 1);
+    int toks[64], n;
+    generate_row0(dir, &f, toks, &n, NULL);
+    cJSON *ex = edge_expected(name);
+    expect_tokens(toks, n, cJSON_GetObjectItem(ex, "greedy_first_row_6_tokens"), name);
+    cJSON_Delete(ex);
+}
+
+Test(hf_edge, gpt2_untied_head) { check_untied("gpt2-untied"); }
+Test(hf_edge, bart_untied_head) { check_untied("bart-untied"); }
+
+Test(hf_edge, mbart_defaults_start_from_bos) {
+    check_fixture_in(FIXTURES_EDGE, "mbart-defaults", 0);
+    const char *dir = FIXTURES_EDGE "/mbart-defaults";
+    cJSON *ex = edge_expected("mbart-defaults");
+    GenFlags f;
+    int toks[64], n;
+    six_new_tokens(&f, 1);
+    generate_row0(dir, &f, toks, &n, NULL);
+    expect_tokens(toks, n, cJSON_GetObjectItem(ex, "greedy_first_row_6_tokens"), "mbart-defaults greedy");
+    six_new_tokens(&f, 3);
+    double score;
+    generate_row0(dir, &f, toks, &n, &score);
+    expect_tokens(toks, n, cJSON_GetObjectItem(ex, "beam3_first_row_6_tokens"), "mbart-defaults beam 3");
+    double want = cJSON_GetArrayItem(
+                      cJSON_GetObjectItem(cJSON_GetObjectItem(ex, "beam3_first_row_all_beams"), "sequences_scores"), 0)
+                      ->valuedouble;
+    cr_expect(fabs(score - want) < 1e-4, "beam score %.6f vs HF %.6f", score, want);
+    /* saving writes no decoder_start_token_id (or null), as HF's MBartConfig has none */
+    Model *m = model_load(dir);
+    char tmp[128], out[300], path[400];
+    test_tmpdir(tmp, sizeof tmp);
+    snprintf(out, sizeof out, "%s/saved", tmp);
+    TEST_ASSERT_OK(model_save(m, out));
+    snprintf(path, sizeof path, "%s/config.json", out);
+    cJSON *c = load_json(path);
+    const cJSON *ds = cJSON_GetObjectItem(c, "decoder_start_token_id");
+    cr_expect(!ds || cJSON_IsNull(ds), "no decoder_start_token_id written back (HF reads null as none)");
+    cJSON_Delete(c);
+    model_free(m);
+    test_rmtree(tmp);
+    cJSON_Delete(ex);
+}
+
+Test(hf_edge, generation_settings_from_config_json) {
+    check_fixture_in(FIXTURES_EDGE, "bart-legacy-genconfig", 0);
+    const char *dir = FIXTURES_EDGE "/bart-legacy-genconfig";
+    Model *m = model_load(dir);
+    cr_assert(m);
+    GenConfig g;
+    TEST_ASSERT_OK(gen_config_for_dir(&g, &m->cfg, dir));
+    cr_expect(g.num_beams == 3 && g.max_length == 12 && g.no_repeat_ngram_size == 2 && g.length_penalty == 1.5 &&
+                  g.early_stopping == EARLY_STOP_TRUE,
+              "the settings of config.json are in effect");
+    model_free(m);
+    cJSON *ex = edge_expected("bart-legacy-genconfig");
+    const cJSON *row0 = cJSON_GetArrayItem(cJSON_GetObjectItem(ex, "generate_defaults"), 0);
+    int toks[64], n;
+    generate_row0(dir, NULL, toks, &n, NULL);
+    /* HF's sequence starts with the decoder start; tutor returns the new tokens */
+    int want_n;
+    int *want = json_ints(cJSON_GetObjectItem(row0, "sequence"), &want_n);
+    cJSON *tail = cJSON_CreateIntArray(want + 1, want_n - 1);
+    expect_tokens(toks, n, tail, "bart-legacy-genconfig defaults");
+    cJSON_Delete(tail);
+    free(want);
+    cJSON_Delete(ex);
 }
