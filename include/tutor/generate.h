@@ -32,6 +32,8 @@ typedef struct {
     int decoder_start_id, bos_id, eos_id, pad_id, forced_bos_id, forced_eos_id; /* -1: none */
     uint64_t seed;             /* sampling; each input draws from its own stream (seed, index) */
     int full_recompute;        /* testing: each step runs the model on the whole prefix, no cache */
+    int vocab_limit;           /* ids >= this are never generated (a tokenizer with fewer ids than
+                                  the model's vocabulary, padded as HF pads embeddings); 0: none */
 } GenConfig;
 
 /* Hugging Face's defaults (GenerationConfig()) with no token ids. */
@@ -48,6 +50,9 @@ int gen_config_load(GenConfig *g, const char *path);
 /* Writes generation_config.json (atomically), the keys above that differ from HF's defaults
  * plus the token ids. 0 or -1. */
 int gen_config_save(const GenConfig *g, const char *path);
+/* Sets g->vocab_limit when the tokenizer has fewer ids than the model: those ids have no
+ * text, so they are never generated (HF would emit them and its tokenizer drop them). */
+void gen_config_limit_to_tokenizer(GenConfig *g, const ModelConfig *c, const Tokenizer *tok);
 /* Checks values (ranges, num_return_sequences <= num_beams, ...). 0 or -1 with the reason. */
 int gen_config_check(const GenConfig *g);
 

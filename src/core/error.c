@@ -9,10 +9,13 @@
 static _Thread_local char err_msg[2048];
 
 int tt_err(const char *fmt, ...) {
+    /* formatted aside first: an argument may be tt_errmsg() itself */
+    char tmp[sizeof err_msg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err_msg, sizeof err_msg, fmt, ap);
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
+    memcpy(err_msg, tmp, sizeof err_msg);
     return -1;
 }
 

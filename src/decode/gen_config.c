@@ -35,6 +35,11 @@ void gen_config_from_model(GenConfig *g, const ModelConfig *c) {
     g->forced_eos_id = c->forced_eos_id;
 }
 
+void gen_config_limit_to_tokenizer(GenConfig *g, const ModelConfig *c, const Tokenizer *tok) {
+    int n = tokenizer_vocab_size(tok);
+    g->vocab_limit = n < c->vocab_size ? n : 0;
+}
+
 int gen_config_for_dir(GenConfig *g, const ModelConfig *c, const char *dir) {
     gen_config_from_model(g, c);
     if (!dir) return 0;
@@ -181,6 +186,8 @@ int gen_config_check(const GenConfig *g) {
 int gen_max_new_tokens(const GenConfig *g, const ModelConfig *c, int prompt_len) {
     int decoder_prompt = model_is_encdec(c) ? 1 : prompt_len;
     int n = g->max_new_tokens >= 0 ? g->max_new_tokens : g->max_length - decoder_prompt;
+    /* HF checks max_length only after each step: a prompt at or past it still gets one token */
+    if (g->max_new_tokens < 0 && n < 1) n = 1;
     /* the decoder's position table bounds the sequence */
     int room = c->max_positions - decoder_prompt + 1;
     if (model_is_encdec(c)) room = c->max_positions; /* positions 0..max-1 hold start + n-1 tokens */

@@ -58,7 +58,7 @@ static int write_line(FILE *out, const Tokenizer *tok, const Example *ex, const 
         const GenHypothesis *h = &o->hyps[k];
         char *text = tokenizer_decode(tok, h->tokens, (size_t)h->n_tokens, 1, NULL);
         if (!text) {
-            rc = tt_err("decoding a result: %s", tt_errmsg());
+            rc = tt_err_wrap("decoding a result");
             break;
         }
         cJSON_AddItemToArray(targets, cJSON_CreateString(text));
@@ -113,7 +113,9 @@ int generate_file(Model *m, const Tokenizer *tok, const GenConfig *g, const GenF
         jsonl_close(r);
         return tt_err("%s: %s", o->output_path, strerror(errno));
     }
-    Generator *gen = generator_new(m, g, B, max_src);
+    GenConfig gl = *g;
+    gen_config_limit_to_tokenizer(&gl, c, tok);
+    Generator *gen = generator_new(m, &gl, B, max_src);
     BatchIn bi = {calloc((size_t)B, sizeof(Example)), malloc(sizeof(int) * (size_t)B * max_src),
                   malloc(sizeof(int) * (size_t)B), malloc(sizeof(int *) * (size_t)B), malloc(sizeof(uint64_t) * (size_t)B)};
     TokenIds ids = {0};

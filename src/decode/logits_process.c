@@ -15,6 +15,7 @@ static void force_token(real *scores, int V, int tok) {
 }
 
 void logits_process(const GenConfig *g, const HypView *h, real *scores, int V, unsigned char *mark) {
+    for (int v = g->vocab_limit > 0 ? g->vocab_limit : V; v < V; v++) scores[v] = -INFINITY;
     if (g->repetition_penalty != 1.0) {
         /* each distinct token of the sequence once: logit > 0 ? logit / p : logit * p */
         real pen = (real)g->repetition_penalty;

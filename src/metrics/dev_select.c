@@ -14,6 +14,7 @@ int rouge_of_outputs(Model *m, const Tokenizer *tok, const PairSet *ps, const ch
     g.num_return_sequences = 1;
     if (batch < 1) batch = 32;
     if (n > ps->n) n = ps->n;
+    gen_config_limit_to_tokenizer(&g, &m->cfg, tok);
     Generator *gen = generator_new(m, &g, batch, pairset_max_source(ps, n));
     if (!gen) return -1;
     int **tokens = calloc(n ? n : 1, sizeof *tokens);

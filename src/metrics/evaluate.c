@@ -339,6 +339,7 @@ static int generate_system(Model *m, const char *dir, const Tokenizer *tok, cons
     if (eval_quality_gen_config(&m->cfg, dir, o, &g)) return tt_err_wrap("%s", dir);
     if (greedy) g.num_beams = 1, g.do_sample = 0; /* exposure bias: greedy free-running prefixes */
     int beam = g.num_beams;
+    gen_config_limit_to_tokenizer(&g, &m->cfg, tok);
     Generator *gen = generator_new(m, &g, o->batch_size, pairset_max_source(ps, n));
     if (!gen) return tt_err_wrap("%s", dir);
     int **tokens = calloc(n ? n : 1, sizeof *tokens);

@@ -9,6 +9,7 @@
 #include "tutor/fileio.h"
 #include "tutor/generate.h"
 #include "tutor/model.h"
+#include "tutor/tokenizer.h"
 #include "tutor/safetensors.h"
 
 static cJSON *load_json(const char *path) {
@@ -229,12 +230,14 @@ static int *json_ints(const cJSON *a, int *n) {
 
 /* Generates for row 0 of inputs.json (unpadded) with the directory's own settings, then
  * the given overrides; returns the new tokens in out (n_out). */
-static void generate_row0(const char *dir, const GenFlags *flags, int *out, int *n_out, double *score) {
+static void generate_row0_limited(const char *dir, const GenFlags *flags, int *out, int *n_out, double *score,
+                                  const Tokenizer *tok) {
     Model *m = model_load(dir);
     cr_assert(m, "%s", tt_errmsg());
     GenConfig g;
     TEST_ASSERT_OK(gen_config_for_dir(&g, &m->cfg, dir));
     if (flags) gen_flags_apply(flags, &g);
+    if (tok) gen_config_limit_to_tokenizer(&g, &m->cfg, tok);
     char path[400];
     snprintf(path, sizeof path, "%s/inputs.json", dir);
     cJSON *in = load_json(path);
@@ -257,6 +260,10 @@ static void generate_row0(const char *dir, const GenFlags *flags, int *out, int 
     generator_free(gen);
     free(src);
     model_free(m);
+}
+
+static void generate_row0(const char *dir, const GenFlags *flags, int *out, int *n_out, double *score) {
+    generate_row0_limited(dir, flags, out, n_out, score, NULL);
 }
 
 static void expect_tokens(const int *got, int n_got, const cJSON *want, const char *what) {
@@ -371,5 +378,42 @@ Test(hf_edge, generation_settings_from_config_json) {
     expect_tokens(toks, n, tail, "bart-legacy-genconfig defaults");
     cJSON_Delete(tail);
     free(want);
+    cJSON_Delete(ex);
+}
+
+Test(hf_edge, padded_vocabulary_never_emits_ids_without_text) {
+    check_fixture_in(FIXTURES_EDGE, "bart-padded-vocab", 0);
+    const char *dir = FIXTURES_EDGE "/bart-padded-vocab";
+    Tokenizer *tok = tokenizer_load(dir);
+    cr_assert(tok, "%s", tt_errmsg());
+    cr_assert_eq(tokenizer_vocab_size(tok), 300);
+    GenFlags f;
+    six_new_tokens(&f, 1);
+    int toks[64], n;
+    /* unlimited, as HF: ids >= 300 come out (HF's own greedy output) */
+    generate_row0(dir, &f, toks, &n, NULL);
+    cJSON *ex = edge_expected("bart-padded-vocab");
+    expect_tokens(toks, n, cJSON_GetObjectItem(ex, "greedy_first_row_6_tokens"), "bart-padded-vocab unlimited");
+    cJSON_Delete(ex);
+    /* limited to the tokenizer, as tutor generates: none, and the text decodes */
+    for (int beams = 1; beams <= 3; beams += 2) {
+        six_new_tokens(&f, beams);
+        generate_row0_limited(dir, &f, toks, &n, NULL, tok);
+        for (int i = 0; i < n; i++) cr_expect(toks[i] < 300, "beam %d: token %d is id %d", beams, i, toks[i]);
+        char *text = tokenizer_decode(tok, toks, (size_t)n, 1, NULL);
+        cr_expect(text != NULL, "%s", tt_errmsg());
+        free(text);
+    }
+    tokenizer_free(tok);
+}
+
+Test(hf_edge, prompt_past_max_length_gets_one_token) {
+    check_fixture_in(FIXTURES_EDGE, "gpt2-long-prompt", 0);
+    const char *dir = FIXTURES_EDGE "/gpt2-long-prompt";
+    cJSON *ex = edge_expected("gpt2-long-prompt");
+    int toks[64], n;
+    generate_row0(dir, NULL, toks, &n, NULL);
+    expect_tokens(toks, n, cJSON_GetObjectItem(cJSON_GetObjectItem(ex, "generate_default"), "new_tokens"),
+                  "gpt2-long-prompt defaults");
     cJSON_Delete(ex);
 }
