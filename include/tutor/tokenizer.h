@@ -31,6 +31,10 @@ Tokenizer *tokenizer_load_gpt2(const char *vocab_path, const char *merges_path);
  * path gets DIR/tokenizer.json. 0 or -1. */
 int tokenizer_save(const Tokenizer *tok, const char *path);
 void tokenizer_free(Tokenizer *tok);
+/* Writes DIR/tokenizer.json and the files Hugging Face's AutoTokenizer needs to load it as
+ * it is (tokenizer_config.json with tokenizer_class PreTrainedTokenizerFast and the special
+ * tokens, special_tokens_map.json). model_max_length <= 0: not written. 0 or -1. */
+int tokenizer_save_dir(const Tokenizer *tok, const char *dir, int model_max_length);
 /* A copy of tok with content as a special added token (BART's "<mask>", lstrip as BART
  * has it) at the next free id; the same tokenizer copied when it already has it as a
  * special token. *id (may be NULL) gets its id. NULL with an error otherwise. */

@@ -510,3 +510,58 @@ done:
     free(added);
     return out;
 }
+
+/* HF's files beside tokenizer.json that make AutoTokenizer load it as it is: without a
+ * tokenizer_class, AutoTokenizer picks the model type's own class (BartTokenizerFast adds
+ * its own <mask>, MBart's appends language codes, GPT-2's lacks the specials). */
+int tokenizer_save_dir(const Tokenizer *t, const char *dir, int model_max_length) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    if (tokenizer_save(t, path)) return -1;
+    const char *roles[][2] = {{"bos_token", NULL}, {"eos_token", NULL}, {"unk_token", NULL},
+                              {"pad_token", NULL}, {"mask_token", NULL}};
+    roles[0][1] = t->bos_id >= 0 ? tokenizer_token_str(t, t->bos_id) : NULL;
+    roles[1][1] = t->eos_id >= 0 ? tokenizer_token_str(t, t->eos_id) : NULL;
+    roles[2][1] = t->unk_id >= 0 ? tokenizer_token_str(t, t->unk_id) : NULL;
+    roles[3][1] = t->pad_id >= 0 ? tokenizer_token_str(t, t->pad_id) : NULL;
+    int mask = tokenizer_token_id(t, TOKENIZER_MASK);
+    roles[4][1] = mask >= 0 && tokenizer_is_special(t, mask) ? TOKENIZER_MASK : NULL;
+    if (!roles[2][1] && roles[1][1] && !strcmp(roles[1][1], "<|endoftext|>")) roles[2][1] = roles[1][1];
+    cJSON *map = cJSON_CreateObject(), *conf = cJSON_CreateObject();
+    for (int i = 0; i < 5; i++)
+        if (roles[i][1]) {
+            cJSON_AddStringToObject(map, roles[i][0], roles[i][1]);
+            cJSON_AddStringToObject(conf, roles[i][0], roles[i][1]);
+        }
+    cJSON_AddStringToObject(conf, "tokenizer_class", "PreTrainedTokenizerFast");
+    cJSON_AddBoolToObject(conf, "clean_up_tokenization_spaces", 0);
+    if (model_max_length > 0) cJSON_AddNumberToObject(conf, "model_max_length", model_max_length);
+    cJSON *dec = cJSON_AddObjectToObject(conf, "added_tokens_decoder");
+    for (int k = 0; k < t->n_added; k++) {
+        const AddedToken *a = &t->added[k];
+        char id[16];
+        snprintf(id, sizeof id, "%d", a->id);
+        cJSON *o = cJSON_AddObjectToObject(dec, id);
+        cJSON_AddStringToObject(o, "content", a->content);
+        cJSON_AddBoolToObject(o, "lstrip", a->lstrip);
+        cJSON_AddBoolToObject(o, "normalized", a->normalized);
+        cJSON_AddBoolToObject(o, "rstrip", a->rstrip);
+        cJSON_AddBoolToObject(o, "single_word", a->single_word);
+        cJSON_AddBoolToObject(o, "special", a->special);
+    }
+    char *a = cJSON_Print(map), *b = cJSON_Print(conf);
+    cJSON_Delete(map);
+    cJSON_Delete(conf);
+    int rc = a && b ? 0 : tt_err("out of memory");
+    if (!rc) {
+        snprintf(path, sizeof path, "%s/special_tokens_map.json", dir);
+        rc = atomic_write_file(path, a, strlen(a));
+    }
+    if (!rc) {
+        snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+        rc = atomic_write_file(path, b, strlen(b));
+    }
+    free(a);
+    free(b);
+    return rc;
+}

@@ -72,8 +72,7 @@ int checkpoint_save(const char *out_dir, const Model *m, const Tokenizer *tok, c
     tt_err_clear();
     path_join(slot_dir, sizeof slot_dir, out_dir, slot);
     if (model_save(m, slot_dir)) return -1;
-    path_join(path, sizeof path, slot_dir, "tokenizer.json");
-    if (tok && tokenizer_save(tok, path)) return -1;
+    if (tok && tokenizer_save_dir(tok, slot_dir, m->cfg.max_positions)) return -1;
     path_join(path, sizeof path, slot_dir, "optimizer.safetensors");
     if (write_moments(path, opt, st->step)) return -1;
 

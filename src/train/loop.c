@@ -117,9 +117,7 @@ static int better(const Trainer *t, double a, double b) {
 
 int trainer_save_model(Trainer *t) {
     if (model_save(t->m, t->o.out_dir)) return -1;
-    char path[4200];
-    snprintf(path, sizeof path, "%s/tokenizer.json", t->o.out_dir);
-    return t->parts.tok ? tokenizer_save(t->parts.tok, path) : 0;
+    return t->parts.tok ? tokenizer_save_dir(t->parts.tok, t->o.out_dir, t->m->cfg.max_positions) : 0;
 }
 
 /* The components' states, as they go into trainer_state.json. */

@@ -278,3 +278,30 @@ Test(hardening, numeric_flag_scan, .timeout = 600) {
     cr_log_info("flag scan: %d runs, %d refused naming the flag, %d worked", runs, refused, worked);
     test_rmtree(e.dir);
 }
+
+/* Item 14: AutoTokenizer reads tokenizer_config.json first; with "tokenizer_class" it loads
+ * that class (transformers 4.36, models/auto/tokenization_auto.py: config_tokenizer_class
+ * from tokenizer_config.json wins over the model type's mapping), and
+ * PreTrainedTokenizerFast builds itself from tokenizer.json with the special tokens named
+ * there. Without it, a BART directory gets BartTokenizerFast, which adds its own <mask>. */
+Test(hardening, model_dirs_carry_the_files_autotokenizer_needs, .timeout = 60) {
+    Env e;
+    setup(&e);
+    char path[400];
+    size_t n;
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", e.model);
+    char *text = read_file_text(path, &n);
+    cr_assert(text, "%s", tt_errmsg());
+    cr_expect(strstr(text, "\"tokenizer_class\":\t\"PreTrainedTokenizerFast\""), "%s", text);
+    cr_expect(strstr(text, "\"bos_token\":\t\"<s>\"") && strstr(text, "\"eos_token\":\t\"</s>\"") &&
+                  strstr(text, "\"pad_token\":\t\"<pad>\"") && strstr(text, "\"unk_token\":\t\"<unk>\""),
+              "%s", text);
+    free(text);
+    snprintf(path, sizeof path, "%s/special_tokens_map.json", e.model);
+    cr_expect(file_exists(path));
+    snprintf(path, sizeof path, "%s/config.json", e.model);
+    text = read_file_text(path, &n);
+    cr_expect(strstr(text, "\"dropout\":\t0.1,"), "dropout written as 0.1: %s", text);
+    free(text);
+    test_rmtree(e.dir);
+}
