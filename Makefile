@@ -35,8 +35,20 @@ GRAD_BIN = $(GRAD_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all deps test demo bench clean tests teacher
-all: deps $(BUILD)/libtutor.a $(BUILD)/tutor build/tutor
+# build/tutor, the program a user runs, always points at the release build: a sanitizer
+# build (ten times slower) is only used by its own tests, through TUTOR_BUILD.
+ifeq ($(SANITIZE),1)
+all: $(BUILD)/libtutor.a $(BUILD)/tutor
+else
+all: $(BUILD)/libtutor.a $(BUILD)/tutor build/tutor
+endif
 
+# The Debian packages are installed before anything compiles, also under make -j: every
+# object waits for this stamp (order-only), which scripts/deps.sh makes once they are there.
+DEPS_STAMP = build/.deps-build
+$(DEPS_STAMP):
+	@scripts/deps.sh build
+	@mkdir -p build && touch $@
 deps:
 	@scripts/deps.sh build
 
@@ -49,12 +61,12 @@ Q = @
 say = @echo
 endif
 
-$(BUILD)/obj/%.o: %.c $(HDRS)
+$(BUILD)/obj/%.o: %.c $(HDRS) | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(say) "  CC      $<"
 	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
 
-$(BUILD)/objd/%.o: %.c $(HDRS)
+$(BUILD)/objd/%.o: %.c $(HDRS) | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(say) "  CC(f64) $<"
 	$(Q)$(CC) $(CFLAGS_ALL) -DTUTOR_REAL_DOUBLE -c $< -o $@

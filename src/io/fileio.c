@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,31 @@ static int fsync_dir(const char *dir) {
     return rc;
 }
 
+/* Temp files of earlier writes to path whose process is gone (killed mid-write): removed, so
+ * that they do not pile up. A live writer's temp file (another process) is left alone. */
+static void remove_stale_temps(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    const char *base = slash ? slash + 1 : path;
+    if (slash) snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    else snprintf(dir, sizeof dir, ".");
+    if (!dir[0]) snprintf(dir, sizeof dir, "/");
+    DIR *d = opendir(dir);
+    if (!d) return;
+    size_t bl = strlen(base);
+    for (struct dirent *e; (e = readdir(d));) {
+        if (strncmp(e->d_name, base, bl) || strncmp(e->d_name + bl, ".tmp-", 5)) continue;
+        char *end;
+        long pid = strtol(e->d_name + bl + 5, &end, 10);
+        if (end == e->d_name + bl + 5 || *end != '-' || pid <= 0) continue;
+        if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        char p[8200];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+}
+
 AtomicFile *atomic_open(const char *path) {
     size_t len = strlen(path);
     if (len == 0) return tt_err("atomic_open: empty path"), NULL;
@@ -49,6 +75,7 @@ AtomicFile *atomic_open(const char *path) {
     AtomicFile *f = calloc(1, sizeof *f);
     if (!f) return tt_err("%s: out of memory", path), NULL;
     f->fd = -1;
+    remove_stale_temps(path);
     f->path = strdup(path);
     f->temp_path = malloc(len + 64);
     if (!f->path || !f->temp_path) {

@@ -1,5 +1,7 @@
 /* test_fileio.c: atomic writes leave the old file or the new one and no temp files;
  * read_file_text reads exactly what is there and names the file when it cannot. */
+#include <sys/wait.h>
+
 #include "../testlib.h"
 
 #include <dirent.h>
@@ -202,4 +204,29 @@ Test(fileio, file_exists_reports) {
     TEST_ASSERT_OK(atomic_write_file(p, "", 0));
     cr_assert(file_exists(p));
     cr_assert(file_exists(tmp));
+}
+
+/* issue 9: a killed write leaves PATH.tmp-PID-N; the next write to PATH removes it when
+ * that process is gone, and leaves a live process's temp file alone. */
+Test(fileio, stale_temp_files_of_killed_writes_are_removed) {
+    char dir[64], path[128], stale[200], live[200];
+    test_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    /* a pid that is not running: a child that has exited and been reaped */
+    pid_t pid = fork();
+    if (pid == 0) _exit(0);
+    int st;
+    waitpid(pid, &st, 0);
+    snprintf(stale, sizeof stale, "%s.tmp-%ld-0", path, (long)pid);
+    snprintf(live, sizeof live, "%s.tmp-%ld-0", path, (long)getppid());
+    FILE *f = fopen(stale, "w");
+    fputs("torn", f);
+    fclose(f);
+    f = fopen(live, "w");
+    fputs("being written", f);
+    fclose(f);
+    TEST_ASSERT_OK(atomic_write_file(path, "new", 3));
+    cr_expect(!file_exists(stale), "the dead writer's temp file is gone");
+    cr_expect(file_exists(live), "a live writer's temp file stays");
+    test_rmtree(dir);
 }
