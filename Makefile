@@ -34,7 +34,7 @@ TEST_BIN = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 GRAD_BIN = $(GRAD_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps test demo bench clean tests teacher
+.PHONY: all deps test demo bench clean tests teacher fuzz
 # build/tutor, the program a user runs, always points at the release build: a sanitizer
 # build (ten times slower) is only used by its own tests, through TUTOR_BUILD.
 ifeq ($(SANITIZE),1)
@@ -122,6 +122,33 @@ demo: all
 # Retrains the debdesc teacher (hours; resumable: run it again after an interruption).
 teacher: all
 	@scripts/teacher.sh
+
+# Fuzzing: the library and the harnesses of fuzz/ built with clang, libFuzzer, ASan and UBSan
+# (clang's float-cast-overflow check included); `make fuzz FUZZ_SECONDS=N` runs each for N s.
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD = build/fuzz
+FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -march=native -fno-omit-frame-pointer -Iinclude -Isrc \
+	-fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined,float-cast-overflow \
+	-I/usr/include/x86_64-linux-gnu/openblas-pthread -Wno-unused-command-line-argument
+FUZZ_SRC = $(wildcard fuzz/fuzz_*.c)
+FUZZ_BIN = $(FUZZ_SRC:fuzz/%.c=$(FUZZ_BUILD)/%)
+FUZZ_LIB_OBJ = $(LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
+FUZZ_STAMP = build/.deps-fuzz
+$(FUZZ_STAMP):
+	@scripts/deps.sh fuzz
+	@mkdir -p build && touch $@
+$(FUZZ_BUILD)/obj/%.o: %.c $(HDRS) | $(FUZZ_STAMP)
+	@mkdir -p $(dir $@)
+	$(say) "  CC(fuzz) $<"
+	$(Q)clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+$(FUZZ_BUILD)/libtutor.a: $(FUZZ_LIB_OBJ)
+	@rm -f $@
+	$(Q)ar rcs $@ $^
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_common.h $(FUZZ_BUILD)/libtutor.a
+	$(say) "  FUZZ    $@"
+	$(Q)clang $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_BUILD)/libtutor.a $(LIBS) -o $@
+fuzz: $(FUZZ_BIN)
+	@scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BIN)
 
 clean:
 	rm -rf build

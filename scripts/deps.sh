@@ -1,17 +1,19 @@
 #!/bin/sh
 # Installs the Debian packages tutor builds, tests and plots with, when they are missing.
-# Usage: scripts/deps.sh [build|test|all]   (default: build). Needs root to install;
+# Usage: scripts/deps.sh [build|test|fuzz|all]   (default: build). Needs root to install;
 # without root it only reports what is missing.
 set -eu
 what="${1:-build}"
 build_pkgs="gcc make pkg-config libopenblas-pthread-dev libcjson-dev libutf8proc-dev"
 test_pkgs="libcriterion-dev python3-torch python3-numpy nodejs npm"
+fuzz_pkgs="clang libclang-rt-14-dev"
 all_pkgs="gnuplot-nox libopenmpi-dev openmpi-bin"
 case "$what" in
   build) pkgs="$build_pkgs" ;;
   test) pkgs="$build_pkgs $test_pkgs" ;;
-  all) pkgs="$build_pkgs $test_pkgs $all_pkgs" ;;
-  *) echo "deps.sh: unknown set '$what' (build, test or all)" >&2; exit 2 ;;
+  fuzz) pkgs="$build_pkgs $fuzz_pkgs" ;;
+  all) pkgs="$build_pkgs $test_pkgs $fuzz_pkgs $all_pkgs" ;;
+  *) echo "deps.sh: unknown set '$what' (build, test, fuzz or all)" >&2; exit 2 ;;
 esac
 missing=""
 for p in $pkgs; do

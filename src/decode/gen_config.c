@@ -55,8 +55,9 @@ static int read_int(const cJSON *o, const char *key, int *out, const char *path)
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!v || cJSON_IsNull(v)) return 0;
     if (cJSON_IsArray(v)) v = cJSON_GetArrayItem(v, 0);
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
-        return tt_err("%s: \"%s\" is not an integer", path, key);
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble != floor(v->valuedouble) ||
+        fabs(v->valuedouble) > 2147483647.0)
+        return tt_err("%s: \"%s\" is not an integer (of at most 2^31 - 1)", path, key);
     *out = (int)v->valuedouble;
     return 0;
 }
@@ -64,7 +65,7 @@ static int read_int(const cJSON *o, const char *key, int *out, const char *path)
 static int read_double(const cJSON *o, const char *key, double *out, const char *path) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!v || cJSON_IsNull(v)) return 0;
-    if (!cJSON_IsNumber(v)) return tt_err("%s: \"%s\" is not a number", path, key);
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) return tt_err("%s: \"%s\" is not a finite number", path, key);
     *out = v->valuedouble;
     return 0;
 }
