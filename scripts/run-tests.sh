@@ -13,7 +13,8 @@ if [ -z "${OPENBLAS_CORETYPE:-}" ] && core=$("$TUTOR_BUILD/tutor" info --blas 2>
 fi
 if [ "${SANITIZE:-0}" = 1 ]; then
   # OpenBLAS and Python are not built with ASan; leaks in them are not ours.
-  export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0"
+  # allocator_may_return_null: a refused huge allocation reports "out of memory" as in release
+  export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:allocator_may_return_null=1"
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 fi
 jobs="${JOBS:-$(getconf _NPROCESSORS_ONLN)}"  # not nproc: it obeys OMP_NUM_THREADS

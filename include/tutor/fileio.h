@@ -46,4 +46,14 @@ typedef enum {
  * what it holds (so that a model never lands on a text file, nor a tokenizer on data). */
 int check_output_kind(const char *out, OutputKind kind);
 
+/* Parses text[0..n) as one JSON object: NULL with "WHAT:LINE:COLUMN: not valid JSON",
+ * "WHAT: not a JSON object", or "WHAT: key \"K\" appears twice" (Hugging Face's Python
+ * reader would take the last, cJSON the first: neither silently). Free with cJSON_Delete. */
+struct cJSON;
+struct cJSON *json_parse_object(const char *text, size_t n, const char *what);
+/* Reads and parses a whole file as one JSON object, as above. */
+struct cJSON *json_load_object(const char *path);
+/* The first key of o that occurs twice, or NULL. */
+const char *json_duplicate_key(const struct cJSON *o);
+
 #endif

@@ -79,14 +79,8 @@ static int read_bool(const cJSON *o, const char *key, int *out, const char *path
 }
 
 int gen_config_load(GenConfig *g, const char *path) {
-    char *text = read_file_text(path, NULL);
-    if (!text) return -1;
-    cJSON *o = cJSON_Parse(text);
-    free(text);
-    if (!o || !cJSON_IsObject(o)) {
-        cJSON_Delete(o);
-        return tt_err("%s: not a JSON object", path);
-    }
+    cJSON *o = json_load_object(path);
+    if (!o) return -1;
     int rc = 0;
     rc |= read_int(o, "max_new_tokens", &g->max_new_tokens, path);
     rc |= read_int(o, "max_length", &g->max_length, path);

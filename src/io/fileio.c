@@ -338,3 +338,46 @@ int check_output_kind(const char *out, OutputKind kind) {
     free(buf);
     return ok ? 0 : -1;
 }
+
+const char *json_duplicate_key(const cJSON *o) {
+    for (const cJSON *a = o ? o->child : NULL; a; a = a->next)
+        for (const cJSON *b = a->next; b; b = b->next)
+            if (a->string && b->string && !strcmp(a->string, b->string)) return a->string;
+    return NULL;
+}
+
+cJSON *json_parse_object(const char *text, size_t n, const char *what) {
+    const char *end = NULL;
+    cJSON *o = cJSON_ParseWithLengthOpts(text, n, &end, 0);
+    if (!o) {
+        size_t at = end && end >= text && end <= text + n ? (size_t)(end - text) : 0;
+        size_t line = 1, col = 1;
+        for (size_t i = 0; i < at; i++) {
+            if (text[i] == '\n') line++, col = 1;
+            else col++;
+        }
+        tt_err("%s:%zu:%zu: not valid JSON", what, line, col);
+        return NULL;
+    }
+    if (!cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        tt_err("%s: not a JSON object", what);
+        return NULL;
+    }
+    const char *dup = json_duplicate_key(o);
+    if (dup) {
+        tt_err("%s: key \"%s\" appears twice", what, dup);
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+cJSON *json_load_object(const char *path) {
+    size_t n;
+    char *text = read_file_text(path, &n);
+    if (!text) return NULL;
+    cJSON *o = json_parse_object(text, n, path);
+    free(text);
+    return o;
+}

@@ -136,7 +136,8 @@ static int parse_act(const cJSON *o, GeluKind *act, const char *path) {
 int model_config_from_json(ModelConfig *c, const cJSON *o, const char *path, const char *default_type) {
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(o, "model_type");
     if (!mt && default_type) return config_from_json_typed(c, o, path, default_type, 1);
-    if (!cJSON_IsString(mt)) return tt_err("%s: missing \"model_type\" (bart, mbart or gpt2)", path);
+    if (!mt) return tt_err("%s: missing \"model_type\" (bart, mbart or gpt2)", path);
+    if (!cJSON_IsString(mt)) return tt_err("%s: \"model_type\" must be a string: bart, mbart or gpt2", path);
     return config_from_json_typed(c, o, path, mt->valuestring, default_type != NULL);
 }
 
@@ -210,15 +211,8 @@ static int config_from_json_typed(ModelConfig *c, const cJSON *o, const char *pa
 }
 
 int model_config_load(ModelConfig *c, const char *path) {
-    size_t n;
-    char *text = read_file_text(path, &n);
-    if (!text) return -1;
-    cJSON *o = cJSON_ParseWithLength(text, n);
-    free(text);
-    if (!o || !cJSON_IsObject(o)) {
-        cJSON_Delete(o);
-        return tt_err("%s: not a JSON object", path);
-    }
+    cJSON *o = json_load_object(path);
+    if (!o) return -1;
     int rc = model_config_from_json(c, o, path, NULL);
     cJSON_Delete(o);
     return rc;

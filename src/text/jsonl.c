@@ -204,10 +204,17 @@ static int is_blank(const char *s, size_t n) {
 }
 
 /* Copies a string field (absent or null: *out = NULL). -1: a bad line was recorded. */
+static int field_count(const cJSON *obj, const char *name) {
+    int n = 0;
+    for (const cJSON *c = obj->child; c; c = c->next) n += c->string && !strcmp(c->string, name);
+    return n;
+}
+
 static int take_string(JsonlReader *r, const cJSON *obj, const char *name, int required,
                        char **out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
     *out = NULL;
+    if (field_count(obj, name) > 1) return bad_line(r, "field \"%s\" appears twice", name), -1;
     if (!v || cJSON_IsNull(v)) {
         if (required) return bad_line(r, "missing field \"%s\"", name), -1;
         return 0;
@@ -261,6 +268,18 @@ static int parse_line(JsonlReader *r, char *text, size_t n, Example *ex) {
         text = fixed;
     }
 
+    /* cJSON decodes \u0000 into a NUL that would silently cut the string */
+    for (const char *p = text; (p = strstr(p, "\\u")); p += 2) {
+        size_t backslashes = 0;
+        for (const char *q = p; q > text && q[-1] == '\\'; q--) backslashes++;
+        if (backslashes % 2 == 0 && !strncmp(p + 2, "0000", 4)) {
+            free(fixed);
+            return bad_line(r, "a \\u0000 (NUL) escape at byte %zu: text fields cannot hold NUL",
+                            (size_t)(p - text) + 1) < 0
+                       ? -1
+                       : 0;
+        }
+    }
     const char *end = NULL;
     cJSON *obj = cJSON_ParseWithOpts(text, &end, 1);
     int rc = 0;

@@ -305,3 +305,43 @@ Test(hardening, model_dirs_carry_the_files_autotokenizer_needs, .timeout = 60) {
     free(text);
     test_rmtree(e.dir);
 }
+
+/* Item 8: NUL escapes, duplicate keys and JSON syntax errors are named with file and place. */
+Test(hardening, json_inputs_are_refused_with_their_place, .timeout = 60) {
+    Env e;
+    setup(&e);
+    char path[300], cmd[2048], err[4096];
+    struct {
+        const char *text, *want;
+    } lines[] = {{"{\"source\": \"ab\\u0000cd\", \"target\": \"x\"}\n", "NUL"},
+                 {"{\"source\": \"a\", \"source\": \"b\", \"target\": \"x\"}\n", "twice"}};
+    snprintf(path, sizeof path, "%s/bad.jsonl", e.dir);
+    for (size_t i = 0; i < 2; i++) {
+        FILE *f = fopen(path, "w");
+        fputs(lines[i].text, f);
+        fclose(f);
+        snprintf(cmd, sizeof cmd, "%s train --tokenizer %s --data %s -o %s/o%zu --max-steps 1 --no-progress",
+                 tutor_bin(), e.tok, path, e.dir, i);
+        int rc = run(cmd, err, sizeof err);
+        cr_expect(rc == 1 && strstr(err, "bad.jsonl:1:") && strstr(err, lines[i].want), "exit %d: %s", rc, err);
+    }
+    struct {
+        const char *text, *want;
+    } configs[] = {{"{\"d_model\": 8,\n \"x\": [1,}", "config.json:2:"},
+                   {"{\"model_type\": 3}", "must be a string"},
+                   {"{\"model_type\": \"bart\", \"model_type\": \"gpt2\"}", "appears twice"}};
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/cfg", e.dir);
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(cmd, sizeof cmd, "mkdir -p %s && cp %s/model.safetensors %s/", dir, e.model, dir);
+        cr_assert(system(cmd) == 0);
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        FILE *f = fopen(path, "w");
+        fputs(configs[i].text, f);
+        fclose(f);
+        snprintf(cmd, sizeof cmd, "%s info %s", tutor_bin(), dir);
+        int rc = run(cmd, err, sizeof err);
+        cr_expect(rc == 1 && strstr(err, configs[i].want) && strstr(err, "config.json"), "exit %d: %s", rc, err);
+    }
+    test_rmtree(e.dir);
+}
