@@ -36,6 +36,18 @@ static int run(const char *cmd, char *err, size_t n) {
     return rc;
 }
 
+/* A shell prefix capping the memory of the command that follows: ulimit -v in release;
+ * under ASan (whose shadow memory needs terabytes of address space) an allocation cap. */
+static const char *mem_cap(long mb) {
+    static char buf[160];
+    const char *san = getenv("SANITIZE");
+    if (san && !strcmp(san, "1"))
+        snprintf(buf, sizeof buf, "ASAN_OPTIONS=$ASAN_OPTIONS:max_allocation_size_mb=%ld", mb);
+    else
+        snprintf(buf, sizeof buf, "ulimit -v %ld;", mb * 1000);
+    return buf;
+}
+
 typedef struct {
     char dir[128], tok[256], train[256], model[256];
 } Env;
@@ -173,8 +185,8 @@ Test(hardening, batch_size_is_sized_by_the_inputs, .timeout = 60) {
     snprintf(cmd, sizeof cmd, "head -n 2 %s > %s", e.train, two);
     cr_assert(system(cmd) == 0);
     /* 100000 slots would need about 26 GB; two inputs need a few MB: 1 GB of address space is plenty */
-    snprintf(cmd, sizeof cmd, "sh -c 'ulimit -v 1500000; exec %s generate --model %s --input %s -o %s --batch-size 100000 --threads 1'",
-             tutor_bin(), e.model, two, out);
+    snprintf(cmd, sizeof cmd, "sh -c '%s exec %s generate --model %s --input %s -o %s --batch-size 100000 --threads 1'",
+             mem_cap(1500), tutor_bin(), e.model, two, out);
     int rc = run(cmd, err, sizeof err);
     cr_expect(rc == 0, "exit %d: %s", rc, err);
     /* a resume file with more lines than inputs, or junk, is refused */
@@ -198,7 +210,7 @@ Test(hardening, tokenizer_ids_are_bounded, .timeout = 60) {
                  "/usr/bin/python3 -c \"import json; t=json.load(open('%s')); %s; json.dump(t, open('%s','w'))\"",
                  e.tok, edits[i], bad);
         cr_assert(system(cmd) == 0, "%s", cmd);
-        snprintf(cmd, sizeof cmd, "sh -c 'ulimit -v 1000000; exec %s tokenizer encode --tokenizer %s --text hello'",
+        snprintf(cmd, sizeof cmd, "sh -c '%s exec %s tokenizer encode --tokenizer %s --text hello'", mem_cap(1000),
                  tutor_bin(), bad);
         int rc = run(cmd, err, sizeof err);
         cr_expect(rc == 1 && strstr(err, "bad-tok.json"), "%s: exit %d, %s", edits[i], rc, err);
