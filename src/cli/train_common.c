@@ -207,6 +207,34 @@ int train_cli_tokenizer(TrainCli *c) {
     return c->tok ? 0 : -1;
 }
 
+/* Keys a --config file may hold: what tutor reads of HF's BartConfig, MBartConfig and
+ * GPT2Config, and the keys HF writes that do not change the architecture tutor builds. A
+ * key outside this list is a typo or a setting tutor would silently not apply: refused. */
+static int config_key_known(const char *k) {
+    static const char *const known[] = {
+        /* read by tutor */
+        "model_type", "vocab_size", "d_model", "encoder_layers", "decoder_layers", "encoder_attention_heads",
+        "decoder_attention_heads", "encoder_ffn_dim", "decoder_ffn_dim", "max_position_embeddings",
+        "scale_embedding", "dropout", "attention_dropout", "activation_dropout", "init_std", "pad_token_id",
+        "bos_token_id", "eos_token_id", "decoder_start_token_id", "forced_eos_token_id", "activation_function",
+        "tie_word_embeddings", "n_embd", "n_layer", "n_head", "n_inner", "n_positions", "n_ctx",
+        "layer_norm_epsilon", "resid_pdrop", "embd_pdrop", "attn_pdrop", "initializer_range",
+        "scale_attn_weights", "scale_attn_by_inverse_layer_idx", "train",
+        /* written by HF, no effect on what tutor builds */
+        "architectures", "torch_dtype", "transformers_version", "use_cache", "is_encoder_decoder",
+        "num_hidden_layers", "encoder_layerdrop", "decoder_layerdrop", "classifier_dropout", "id2label",
+        "label2id", "num_labels", "_name_or_path", "add_bias_logits", "add_final_layer_norm", "normalize_before",
+        "normalize_embedding", "static_position_embeddings", "forced_bos_token_id", "gradient_checkpointing",
+        "summary_type", "summary_use_proj", "summary_activation", "summary_proj_to_labels",
+        "summary_first_dropout", "reorder_and_upcast_attn", "task_specific_params", "num_beams", "max_length",
+        "min_length", "no_repeat_ngram_size", "length_penalty", "early_stopping", "do_sample", "temperature",
+        "top_k", "top_p", "repetition_penalty", "num_return_sequences", "max_new_tokens", "min_new_tokens",
+        "output_past", "prefix", "chunk_size_feed_forward", "problem_type", NULL};
+    for (int i = 0; known[i]; i++)
+        if (!strcmp(k, known[i])) return 1;
+    return 0;
+}
+
 int train_cli_options(TrainCli *c) {
     TrainOptions *o = &c->o;
     if (c->options_applied) return 0;
@@ -220,6 +248,13 @@ int train_cli_options(TrainCli *c) {
             if (c->conf || n) tt_err("%s: not a JSON object", c->config_path);
             return -1;
         }
+        const char *dup = json_duplicate_key(c->conf);
+        if (dup) return tt_err("%s: key \"%s\" appears twice", c->config_path, dup);
+        for (const cJSON *it = c->conf->child; it; it = it->next)
+            if (it->string && !config_key_known(it->string))
+                return tt_err("%s: unknown key \"%s\" (model keys are Hugging Face's config.json keys; training "
+                              "options go in \"train\")",
+                              c->config_path, it->string);
         const cJSON *tr = cJSON_GetObjectItemCaseSensitive(c->conf, "train");
         if (tr && apply_train_json(o, tr, c->config_path, 0)) return -1;
     }

@@ -117,7 +117,7 @@ Test(hardening, train_object_must_be_an_object, .timeout = 60) {
     Env e;
     setup(&e);
     const char *cases[] = {"{\"train\": [1]}", "{\"train\": 5}", "{\"train\": {\"max_steps\": \"x\"}}",
-                           "{\"train\": {\"bogus\": 1}}", "{\"train\": {\"lr\": -1}}"};
+                           "{\"train\": {\"bogus\": 1}}", "{\"train\": {\"lr\": -1}}", "{\"d_modle\": 8}"};
     char conf[300], cmd[2048], err[4096];
     snprintf(conf, sizeof conf, "%s/conf.json", e.dir);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

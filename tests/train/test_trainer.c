@@ -43,7 +43,7 @@ static void set_args(const char *dir, const char *tok) {
              "--tokenizer %s --data %s/train.jsonl --dev %s/dev.jsonl --d-model 32 --layers 1 --heads 2 --ffn 64 "
              "--max-steps 40 --eval-every 10 --save-every 5 --log-every 10 --batch-tokens 768 "
              "--max-source-tokens 48 --max-target-tokens 16 --lr 2e-3 --warmup 5 --threads 1 --no-progress "
-             "--dropout 0.1 --seed 7",
+             "--dropout 0.1 --seed 7 --dev-rouge-examples 50",
              tok, dir, dir);
 }
 
