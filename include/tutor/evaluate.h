@@ -122,6 +122,7 @@ typedef struct {
     TextStats text;
     size_t *hyp_words, *ref_words; /* (n) whitespace tokens */
     unsigned char *repeats;    /* (n) 1 when the output repeats a token at once */
+    double copy6_share;        /* outputs that copy >= 6 consecutive source words (0-1) */
     int has_loss;              /* models only */
     double test_xent;          /* evaluate_loss: mean token cross-entropy on the references */
     long test_tokens;

@@ -176,6 +176,11 @@ typedef struct {
 /* refs may be NULL (no length ratio); otherwise refs[i] is the reference of example i. */
 int text_stats(const char *const *hyps, const char *const *refs, size_t n, TextStats *out);
 
+/* The longest run of consecutive whitespace tokens of hyp that also occurs, consecutively,
+ * in src (tokens compared with ASCII case folded): how much of an output is copied from its
+ * input. -1 on allocation failure. */
+long longest_copied_run(const char *hyp, const char *src);
+
 /* ---------------------------------------------------------------- paired bootstrap */
 
 typedef struct {

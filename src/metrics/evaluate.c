@@ -597,6 +597,22 @@ int eval_run(const EvalOptions *o_in, EvalReport *r) {
     if (score_system(&r->model, refs, r->n, o->use_stemmer, &r->bleu_opt, &r->chrf_opt)) goto done;
     if (r->has_baseline && score_system(&r->baseline, refs, r->n, o->use_stemmer, &r->bleu_opt, &r->chrf_opt)) goto done;
     if (r->has_lead && score_system(&r->lead, refs, r->n, o->use_stemmer, &r->bleu_opt, &r->chrf_opt)) goto done;
+    {
+        EvalSystem *systems[3] = {&r->model, r->has_baseline ? &r->baseline : NULL, r->has_lead ? &r->lead : NULL};
+        for (int k = 0; k < 3; k++) {
+            if (!systems[k]) continue;
+            size_t copies = 0;
+            for (size_t i = 0; i < r->n; i++) {
+                long run = longest_copied_run(systems[k]->hyps[i], r->sources[i]);
+                if (run < 0) {
+                    tt_err("out of memory");
+                    goto done;
+                }
+                copies += run >= 6;
+            }
+            systems[k]->copy6_share = r->n ? (double)copies / (double)r->n : 0;
+        }
+    }
     tt_info("eval: test cross-entropy (teacher-forced on the references)");
     if (system_losses(sm->m, &sm->ps, &r->model)) goto done;
     if (r->has_baseline && system_losses(sb->m, &sb->ps, &r->baseline)) goto done;

@@ -24,6 +24,7 @@ static const Row ROWS[] = {
     {"sentence_bleu", "sentence BLEU", 2, 0}, {"test_xent", "test xent (nats)", 4, 1},
     {"length_ratio", "length ratio", 3, 0}, {"repeat_share", "repeats %", 1, 0},
     {"distinct1", "distinct-1", 3, 0},    {"distinct2", "distinct-2", 3, 0},
+    {"copy6_share", "copies 6+ src words %", 1, 0},
 };
 enum { N_ROWS = sizeof ROWS / sizeof ROWS[0] };
 
@@ -40,6 +41,7 @@ static double row_value(const EvalSystem *s, const char *key) {
     if (!strcmp(key, "repeat_share")) return 100 * s->text.immediate_repeat_share;
     if (!strcmp(key, "distinct1")) return s->text.distinct1;
     if (!strcmp(key, "distinct2")) return s->text.distinct2;
+    if (!strcmp(key, "copy6_share")) return 100 * s->copy6_share;
     return NAN;
 }
 
@@ -101,6 +103,7 @@ static cJSON *system_json(const EvalSystem *s) {
     add_num(o, "repeat_share", s->text.immediate_repeat_share);
     add_num(o, "distinct1", s->text.distinct1);
     add_num(o, "distinct2", s->text.distinct2);
+    add_num(o, "copy6_share", s->copy6_share);
     if (s->dir) {
         add_num(o, "generation_seconds", s->gen_seconds);
         add_num(o, "generated_tokens", (double)s->gen_tokens);

@@ -2,8 +2,10 @@
  * distillation papers watch beside ROUGE/BLEU: output/reference length ratio, the share
  * of outputs that repeat a token at once ("the the"), and distinct-1/2 (Li et al. 2016),
  * all over whitespace tokens (Python str.split()). */
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "metrics/ngram.h"
 #include "metrics/pystring.h"
@@ -85,4 +87,58 @@ done:
     symbol_seq_free(&ref_tokens);
     token_table_free(&t);
     return rc;
+}
+
+/* Whitespace tokens of s as (start, length) pairs. */
+static size_t split_ws(const char *s, const char ***start, size_t **len) {
+    size_t cap = 16, n = 0;
+    *start = malloc(cap * sizeof **start);
+    *len = malloc(cap * sizeof **len);
+    if (!*start || !*len) return (size_t)-1;
+    for (const char *p = s; *p;) {
+        while (*p && isspace((unsigned char)*p)) p++;
+        if (!*p) break;
+        const char *q = p;
+        while (*q && !isspace((unsigned char)*q)) q++;
+        if (n == cap) {
+            cap *= 2;
+            const char **a = realloc(*start, cap * sizeof **start);
+            size_t *b = realloc(*len, cap * sizeof **len);
+            if (a) *start = a;
+            if (b) *len = b;
+            if (!a || !b) return (size_t)-1;
+        }
+        (*start)[n] = p;
+        (*len)[n] = (size_t)(q - p);
+        n++;
+        p = q;
+    }
+    return n;
+}
+
+long longest_copied_run(const char *hyp, const char *src) {
+    const char **hs = NULL, **ss = NULL;
+    size_t *hl = NULL, *sl = NULL;
+    size_t nh = split_ws(hyp, &hs, &hl), ns = split_ws(src, &ss, &sl);
+    long best = -1;
+    long *prev = NULL, *cur = NULL;
+    if (nh == (size_t)-1 || ns == (size_t)-1) goto done;
+    prev = calloc(ns + 1, sizeof *prev);
+    cur = calloc(ns + 1, sizeof *cur);
+    if (!prev || !cur) goto done;
+    best = 0;
+    /* run[i][j]: common run ending at hyp token i and source token j */
+    for (size_t i = 0; i < nh; i++) {
+        for (size_t j = 0; j < ns; j++) {
+            int eq = hl[i] == sl[j] && !strncasecmp(hs[i], ss[j], hl[i]);
+            cur[j + 1] = eq ? prev[j] + 1 : 0;
+            if (cur[j + 1] > best) best = cur[j + 1];
+        }
+        long *t = prev;
+        prev = cur;
+        cur = t;
+    }
+done:
+    free(hs), free(hl), free(ss), free(sl), free(prev), free(cur);
+    return best;
 }

@@ -43,3 +43,14 @@ Test(text_stats, repeats_and_unicode_whitespace) {
     const char *bad[] = {"\xc0\xaf"};
     cr_expect_eq(text_stats(bad, NULL, 1, &s), -1);
 }
+
+/* How much of an output is copied from its source (teacher bar: <= 20% copy 6+ words). */
+Test(text_stats, longest_copied_run) {
+    cr_expect_eq(longest_copied_run("a b c d", "x a b c y d"), 3);
+    cr_expect_eq(longest_copied_run("The Quick fox", "the quick  fox jumps"), 3, "case folded, any spacing");
+    cr_expect_eq(longest_copied_run("", "a b"), 0);
+    cr_expect_eq(longest_copied_run("a b", ""), 0);
+    cr_expect_eq(longest_copied_run("one two three four five six", "one two three four five six seven"), 6);
+    cr_expect_eq(longest_copied_run("a b a b a", "b a b"), 3);
+    cr_expect_eq(longest_copied_run("library", "libraries"), 0, "whole tokens only");
+}
