@@ -40,6 +40,14 @@ static inline void test_maxdiff(const float *a, const float *b, size_t n, double
     *max_ref = r;
 }
 
+/* The tutor program of the build under test (TUTOR_BUILD, set by scripts/run-tests.sh). */
+static inline const char *tutor_bin(void) {
+    static char path[512];
+    const char *b = getenv("TUTOR_BUILD");
+    snprintf(path, sizeof path, "%s/tutor", b ? b : "build/release");
+    return path;
+}
+
 #define TEST_ASSERT_OK(expr) cr_assert((expr) == 0, "%s failed: %s", #expr, tt_errmsg())
 
 #endif

@@ -11,13 +11,6 @@
 
 #define DATA "build/data/debdesc"
 
-static const char *tutor_bin(void) {
-    static char path[512];
-    const char *b = getenv("TUTOR_BUILD");
-    snprintf(path, sizeof path, "%s/tutor", b ? b : "build/release");
-    return path;
-}
-
 /* Runs a shell command; returns its exit status (128 + signal when killed) and its stderr. */
 static int run(const char *cmd, char *err, size_t n) {
     char full[8192], errpath[] = "/tmp/tutor-hard-err-XXXXXX";

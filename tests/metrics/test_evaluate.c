@@ -20,13 +20,6 @@ static const char *TEXTS[] = {
     "documentation for the image library and tools",
 };
 
-static const char *tutor_bin(void) {
-    static char path[512];
-    const char *b = getenv("TUTOR_BUILD");
-    snprintf(path, sizeof path, "%s/tutor", b ? b : "build/release");
-    return path;
-}
-
 /* A test file of n examples built from TEXTS; example 0 has a newline and odd spacing. */
 static void write_data(const char *path, int n) {
     FILE *f = fopen(path, "w");

@@ -13,13 +13,6 @@
 
 #define DATA "build/data/debdesc"
 
-static const char *tutor_bin(void) {
-    static char path[512];
-    const char *b = getenv("TUTOR_BUILD");
-    snprintf(path, sizeof path, "%s/tutor", b ? b : "build/release");
-    return path;
-}
-
 static void ensure_data(void) {
     cr_assert(system("scripts/debdesc-fetch.sh >/dev/null") == 0, "scripts/debdesc-fetch.sh failed");
 }
