@@ -8,7 +8,9 @@
 #      model by dev ROUGE-L
 #   4. decoding chosen on dev (tutor tune), then test scores (tutor eval --lead 10)
 # The unlabeled split's gold, dev targets beyond selection, and test are never trained on.
-# Output: build/runs/teacher/ (OUT=...); copy OUT/final to models/debdesc-teacher to ship.
+# Output: build/runs/teacher/ (OUT=...); copy OUT/final to models/debdesc-teacher to ship
+# (and rewrite models/SHA256SUMS: cd models && sha256sum debdesc-teacher/* > SHA256SUMS).
+# The shipped teacher's README says how its run went (stages stopped early to fit a session).
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -39,9 +41,11 @@ fi
 say "4/4 decoding chosen on dev, then the test scores"
 rm -rf "$out/final"
 mkdir -p "$out/final"
-for f in config.json model.safetensors tokenizer.json generation_config.json metrics.jsonl; do
+for f in config.json model.safetensors tokenizer.json tokenizer_config.json special_tokens_map.json \
+  generation_config.json metrics.jsonl; do
   cp "$out/finetune/$f" "$out/final/$f"
 done
-"$tutor" tune --model "$out/final" --data $d/dev.jsonl --max-examples 500 | tee "$out/tune.txt"
+"$tutor" tune --model "$out/final" --data $d/dev.jsonl --max-examples 500 --beams 1,4,6 --length-penalties 1.0 \
+  --no-repeat 0,3 | tee "$out/tune.txt"
 "$tutor" eval --model "$out/final" --data $d/test.jsonl --lead 10 --threads 2 --json "$out/eval.json" | tee "$out/eval.txt"
 say "teacher in $out/final"
