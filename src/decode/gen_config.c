@@ -45,9 +45,17 @@ int gen_config_for_dir(GenConfig *g, const ModelConfig *c, const char *dir) {
     if (!dir) return 0;
     char path[4200];
     snprintf(path, sizeof path, "%s/generation_config.json", dir);
-    if (file_exists(path)) return gen_config_load(g, path);
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    return file_exists(path) ? gen_config_load(g, path) : 0;
+    if (!file_exists(path)) snprintf(path, sizeof path, "%s/config.json", dir);
+    if (!file_exists(path) || gen_config_load(g, path)) return file_exists(path) ? -1 : 0;
+    /* token ids name the file and the key when they do not fit the model */
+    const char *keys[] = {"decoder_start_token_id", "bos_token_id", "eos_token_id", "pad_token_id",
+                          "forced_bos_token_id", "forced_eos_token_id"};
+    const int ids[] = {g->decoder_start_id, g->bos_id, g->eos_id, g->pad_id, g->forced_bos_id, g->forced_eos_id};
+    for (int k = 0; k < 6; k++)
+        if (ids[k] < -1 || ids[k] >= c->vocab_size)
+            return tt_err("%s: \"%s\" is %d, outside the model's vocabulary of %d ids", path, keys[k], ids[k],
+                          c->vocab_size);
+    return 0;
 }
 
 /* Integer key: absent or null leaves *out; a list (HF allows several eos ids) takes its first. */

@@ -350,3 +350,19 @@ Test(hardening, json_inputs_are_refused_with_their_place, .timeout = 60) {
     }
     test_rmtree(e.dir);
 }
+
+/* Item 8: a generation config token id outside the vocabulary names the file and the key. */
+Test(hardening, generation_config_ids_name_file_and_key, .timeout = 60) {
+    Env e;
+    setup(&e);
+    char path[400], cmd[2048], err[4096];
+    snprintf(path, sizeof path, "%s/generation_config.json", e.model);
+    FILE *f = fopen(path, "w");
+    fputs("{\"eos_token_id\": 99999, \"max_new_tokens\": 4}", f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s generate --model %s --input %s -o %s/g.jsonl", tutor_bin(), e.model, e.train, e.dir);
+    int rc = run(cmd, err, sizeof err);
+    cr_expect(rc == 1 && strstr(err, "generation_config.json") && strstr(err, "eos_token_id"), "exit %d: %s", rc,
+              err);
+    test_rmtree(e.dir);
+}
