@@ -142,10 +142,10 @@ int cmd_eval(int argc, char **argv) {
             static const struct {
                 const char *flag;
                 long min;
-            } ints[] = {{"--beam", 1},        {"--lead", 1},          {"--max-examples", 1},
-                        {"--batch-size", 1},  {"--threads", 1},       {"--speed-examples", 1},
-                        {"--max-source-tokens", 3}, {"--max-target-tokens", 2}, {"--max-new-tokens", 1},
-                        {"--exposure-len", 1}, {"--resamples", 1},    {"--seed", 0}};
+            } ints[] = {{"--lead", 1},          {"--max-examples", 1},      {"--batch-size", 1},
+                        {"--threads", 1},       {"--speed-examples", 1},    {"--max-source-tokens", 3},
+                        {"--max-target-tokens", 2}, {"--exposure-len", 1}, {"--resamples", 1},
+                        {"--seed", 0}};
             int k = 0, nk = (int)(sizeof ints / sizeof ints[0]);
             while (k < nk && strcmp(a, ints[k].flag)) k++;
             if (k == nk) {
@@ -154,17 +154,15 @@ int cmd_eval(int argc, char **argv) {
             }
             if (parse_int(a, v, ints[k].min, &n)) return 2;
             switch (k) {
-            case 0: o.beam = (int)n; break;
-            case 1: o.lead = (int)n; break;
-            case 2: o.max_examples = (size_t)n; break;
-            case 3: o.batch_size = (int)n; break;
-            case 4: o.threads = (int)n; break;
-            case 5: o.speed_examples = (int)n; break;
-            case 6: o.max_source_tokens = (int)n; break;
-            case 7: o.max_target_tokens = (int)n; break;
-            case 8: o.max_new_tokens = (int)n; break;
-            case 9: o.exposure_max_len = (int)n; break;
-            case 10: o.resamples = (int)n; break;
+            case 0: o.lead = (int)n; break;
+            case 1: o.max_examples = (size_t)n; break;
+            case 2: o.batch_size = (int)n; break;
+            case 3: o.threads = (int)n; break;
+            case 4: o.speed_examples = (int)n; break;
+            case 5: o.max_source_tokens = (int)n; break;
+            case 6: o.max_target_tokens = (int)n; break;
+            case 7: o.exposure_max_len = (int)n; break;
+            case 8: o.resamples = (int)n; break;
             default: o.seed = (uint64_t)n; break;
             }
         }

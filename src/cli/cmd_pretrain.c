@@ -106,11 +106,6 @@ static int pretrain_flags(void *ctx, int *i, int argc, char **argv) {
     }
 }
 
-static int cmp_int(const void *a, const void *b) {
-    int x = *(const int *)a, y = *(const int *)b;
-    return (x > y) - (x < y);
-}
-
 int cmd_pretrain(int argc, char **argv) {
     TrainCli c;
     memset(&c, 0, sizeof c);
@@ -157,13 +152,12 @@ int cmd_pretrain(int argc, char **argv) {
             goto done;
         }
         for (size_t i = 0; i < docs.n; i++) len[i] = docs.items[i].src_len + 2;
-        qsort(len, docs.n, sizeof *len, cmp_int);
-        int p95 = len[(size_t)(0.95 * (double)(docs.n - 1))];
+        int p95 = train_cli_length_quantile(len, docs.n, 0.95);
         free(len);
         /* the config file or a flag may set it; otherwise the data decides */
         if (train_cli_options(&c)) goto done;
         if (c.o.max_source_tokens <= 0) {
-            int budget = (p95 + 7) / 8 * 8;
+            int budget = p95;
             if (budget > 512) budget = 512;
             if (budget < 16) budget = 16;
             c.o.max_source_tokens = budget;

@@ -282,7 +282,11 @@ static int cmp_int(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static int round_up8(int x) { return (x + 7) / 8 * 8; }
+int train_cli_length_quantile(int *len, size_t n, double q) {
+    qsort(len, n, sizeof *len, cmp_int);
+    int x = len[(size_t)(q * (double)(n - 1))];
+    return (x + 7) / 8 * 8;
+}
 
 int train_cli_auto_lengths(TrainCli *c) {
     TrainOptions *o = &c->o;
@@ -313,9 +317,7 @@ int train_cli_auto_lengths(TrainCli *c) {
         }
     }
     if (!rc && n) {
-        qsort(sl, n, sizeof *sl, cmp_int);
-        qsort(tl, n, sizeof *tl, cmp_int);
-        int s95 = round_up8(sl[(size_t)(0.95 * (double)(n - 1))]), t99 = round_up8(tl[(size_t)(0.99 * (double)(n - 1))]);
+        int s95 = train_cli_length_quantile(sl, n, 0.95), t99 = train_cli_length_quantile(tl, n, 0.99);
         if (s95 > 512) s95 = 512;
         if (t99 > 256) t99 = 256;
         if (s95 < 8) s95 = 8;

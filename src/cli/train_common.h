@@ -53,6 +53,9 @@ int train_cli_auto_lengths(TrainCli *c);
 /* Writes OUT/generation_config.json from the model (Hugging Face's decoding defaults). */
 int train_cli_gen_config(TrainCli *c);
 void train_cli_free(TrainCli *c);
+/* The q-quantile (0..1, nearest rank below) of n lengths, rounded up to a multiple of 8;
+ * len is sorted in place. n >= 1. */
+int train_cli_length_quantile(int *len, size_t n, double q);
 /* A value for a flag, or a message and 0. */
 int train_cli_need_arg(const char *cmd, int i, int argc, const char *flag);
 

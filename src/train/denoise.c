@@ -405,6 +405,7 @@ struct DenoiseSource {
     Batcher *batcher;
     BatchBuf bb;
     PairSet noised;   /* this batch's pairs */
+    size_t *order;    /* 0..max_batch-1: the noised pairs' indices for batch_assemble */
     size_t pool_cap;
     uint64_t seed;
     int bos, eos;
@@ -472,9 +473,12 @@ DenoiseSource *denoise_source_new(const PairSet *docs, const TokenClasses *tc, c
     s->pool_cap = (size_t)2 * (size_t)(batch_tokens + 2 * max_tokens + 4);
     s->noised.items = calloc((size_t)cap_b, sizeof(TokPair));
     s->noised.pool = malloc(s->pool_cap * sizeof(int));
-    if (!s->batcher || !s->noised.items || !s->noised.pool ||
+    s->order = malloc((size_t)cap_b * sizeof *s->order);
+    if (s->order)
+        for (int k = 0; k < cap_b; k++) s->order[k] = (size_t)k;
+    if (!s->batcher || !s->noised.items || !s->noised.pool || !s->order ||
         batchbuf_init(&s->bb, batch_tokens + max_s, batch_tokens + max_t)) {
-        if (!s->noised.items || !s->noised.pool) tt_err("out of memory");
+        if (!s->noised.items || !s->noised.pool || !s->order) tt_err("out of memory");
         denoise_source_free(s);
         return NULL;
     }
@@ -493,6 +497,7 @@ void denoise_source_free(DenoiseSource *s) {
     batchbuf_free(&s->bb);
     free(s->noised.items);
     free(s->noised.pool);
+    free(s->order);
     free(s);
 }
 
@@ -514,13 +519,7 @@ static int ds_next(void *ctx, const Batch **b, long *n_target) {
     }
     s->noised.n = (size_t)count;
     /* the noised pairs are items 0..count-1 */
-    size_t ids[1024];
-    size_t *ix = count <= 1024 ? ids : malloc((size_t)count * sizeof *ix);
-    if (!ix) return tt_err("out of memory");
-    for (int k = 0; k < count; k++) ix[k] = (size_t)k;
-    int arc = batch_assemble(&s->bb, s->c, &s->noised, ix, count);
-    if (ix != ids) free(ix);
-    if (arc) return -1;
+    if (batch_assemble(&s->bb, s->c, &s->noised, s->order, count)) return -1;
     *b = &s->bb.batch;
     *n_target = s->bb.n_target_tokens;
     return rc;

@@ -29,7 +29,6 @@ struct Trainer {
     double t_start, elapsed0, window_t0;
     long window_tokens, window_loss_tokens;
     double window_loss, window_weight;
-    double last_loss, last_gnorm, last_lr;
     long step0; /* the step this process started from */
 };
 
@@ -301,9 +300,6 @@ int trainer_step(Trainer *t) {
     t->window_tokens += update_tokens;
     t->window_loss += update_loss;
     t->window_weight += update_weight;
-    t->last_loss = mean_loss;
-    t->last_gnorm = gnorm;
-    t->last_lr = lr;
     double now = tt_now_s();
     t->st.elapsed_s = t->elapsed0 + (now - t->t_start);
     int do_log = o->log_every > 0 && t->st.step % o->log_every == 0;
