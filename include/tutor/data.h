@@ -85,6 +85,32 @@ size_t utf8_first_invalid(const char *s, size_t n);
  * becomes U+FFFD; *replaced (may be NULL) gets how many. NULL on allocation failure. */
 char *utf8_replace_invalid(const char *s, size_t n, size_t *replaced);
 
+/* ---- Pseudo-target files ------------------------------------------------------------------ */
+
+/* What `tutor generate` writes: {"id", "source", "targets": [K strings], ...} per line. */
+typedef struct {
+    char *id, *source;
+    char **targets;
+    int n_targets;
+    size_t line;
+} PtItem;
+
+typedef struct {
+    PtItem *items;
+    size_t n;
+    char *path;
+} PtFile;
+
+/* Reads a pseudo-target file; 0 or -1 with "PATH:LINE: reason" (not JSON, no "source",
+ * no "targets" or an empty list, a target that is not a string, invalid UTF-8, a NUL).
+ * max_lines 0: all. */
+int ptfile_load(PtFile *f, const char *path, size_t max_lines);
+void ptfile_free(PtFile *f);
+
+/* One line: 1 when it is a line of generated targets (an object with a "targets" array),
+ * 0 otherwise. Used to recognise files the generator wrote. */
+int pt_line_is_generated(const char *line, size_t len);
+
 /* ---- Truncation to budgets --------------------------------------------------------------- */
 
 /* Truncates a token sequence to at most budget tokens in place and returns its new length.

@@ -116,15 +116,26 @@ int model_save(const Model *m, const char *dir);
 int model_load_params(Model *m, const char *safetensors_path);
 int model_save_params(const Model *m, const char *safetensors_path);
 
-/* Sizes the activation arena for batches up to B sequences of S source and T target tokens
- * (train: keep what backward needs). Called by forward as needed; calling it first with the
- * largest batch means no allocation afterwards. */
-int model_reserve(Model *m, int B, int S, int T, int train);
+/* Forward modes: what a pass keeps for backward and whether dropout applies.
+ *   FWD_INFER  nothing kept, no dropout (a teacher's forward, evaluation, generation);
+ *   FWD_TRAIN  every activation kept for backward, dropout on (a student's training step);
+ *   FWD_KEEP   kept for backward, dropout off (gradient checks, deterministic students);
+ *   FWD_NOISY  nothing kept, dropout on (noisy KD: the teacher's dropout on). */
+enum { FWD_INFER = 0, FWD_TRAIN = 1, FWD_KEEP = 2, FWD_NOISY = 4 };
+static inline int fwd_mode_valid(int mode) {
+    return mode == FWD_INFER || mode == FWD_TRAIN || mode == FWD_KEEP || mode == FWD_NOISY;
+}
+static inline int fwd_keeps(int mode) { return mode == FWD_TRAIN || mode == FWD_KEEP; }
+static inline int fwd_drops(int mode) { return mode == FWD_TRAIN || mode == FWD_NOISY; }
 
-/* Forward pass. train = 1 keeps every activation for backward (and applies dropout);
- * train = 0 keeps one layer's worth (a teacher's forward). Afterwards the final hidden states
- * of the decoder are at model_hidden(m) (B*T, C). */
-int model_forward(Model *m, const Batch *b, int train);
+/* Sizes the activation arena for batches up to B sequences of S source and T target tokens
+ * in a forward mode (FWD_*). Called by forward as needed; calling it first with the
+ * largest batch means no allocation afterwards. */
+int model_reserve(Model *m, int B, int S, int T, int mode);
+
+/* Forward pass in a mode (FWD_*; 0 and 1 are the old train = 0 / 1). Afterwards the final
+ * hidden states of the decoder are at model_hidden(m) (B*T, C). */
+int model_forward(Model *m, const Batch *b, int mode);
 real *model_hidden(Model *m);
 /* Encoder only (inference): returns the encoder output (B*S, C), valid until the next
  * forward or encode on this model. NULL on error. */
@@ -133,6 +144,18 @@ const real *model_encode(Model *m, const int *src, const int *src_mask, int B, i
  * gradient of loss * loss_scale is added to the hidden-state gradient. */
 double model_xent(Model *m, const Batch *b, double label_smoothing, int backward, double loss_scale,
                   long *n_tokens);
+/* Any per-token loss on the logits, chunked over rows like model_xent so that no
+ * (tokens x vocabulary) matrix is kept. For each chunk of rows [row0, row0 + n) of the hidden
+ * states (rows listed in rows[], n <= model_chunk_rows), the logits (n, V) are computed and fn
+ * is called: it returns the chunk's loss (already weighted as the caller wants) and, when
+ * grad is 1, overwrites logits with d(loss)/d(logits). The gradient then flows into the
+ * hidden-state gradient, the output projection and the bias (after a forward that keeps).
+ * Returns the summed loss, or NAN when fn returned NAN (an error). */
+typedef double (*TokenLossFn)(void *ctx, const int *rows, int n, real *logits, int grad);
+double model_token_loss(Model *m, const int *rows, long n_rows, TokenLossFn fn, void *ctx, int backward);
+int model_chunk_rows(const Model *m);
+/* Logits of chosen rows of the hidden states: out (n, V). */
+void model_logits_rows(Model *m, const int *rows, int n, real *out);
 /* Backward from the hidden-state gradient (model_hidden_grad) into m->grads (+=). */
 int model_backward(Model *m, const Batch *b);
 real *model_hidden_grad(Model *m);

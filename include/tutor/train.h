@@ -64,6 +64,7 @@ typedef struct {
     double clip_norm, label_smoothing;
     long max_steps;     /* optimizer updates */
     int max_epochs;
+    double max_minutes; /* wall time of training, resumed runs included; 0: no limit */
     /* evaluation and checkpoints */
     int eval_every, save_every, log_every, patience;
     uint64_t seed;

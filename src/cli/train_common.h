@@ -67,6 +67,7 @@ int train_cli_need_arg(const char *cmd, int i, int argc, const char *flag);
     "  --update-tokens N      target tokens per update: gradient accumulation (0: one batch)\n"      \
     "  --lr X (5e-4) --warmup N (200) --schedule linear|cosine|constant (linear)\n"                 \
     "  --max-steps N (10000) --max-epochs N --weight-decay X (0.01) --clip X (1.0)\n"              \
+    "  --max-minutes X        stop after X minutes of training (resumed runs count their past)\n" \
     "  --label-smoothing X (0.1) --seed N (1) --threads N (1)\n"                                    \
     "evaluation and checkpoints:\n"                                                                  \
     "  --eval-every N (500) --save-every N (500) --log-every N (50) --patience N (5, 0: off)\n"    \

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tutor/data.h"
 #include "tutor/generate.h"
 
 int gen_output_resume(const char *path, long *n_complete) {
@@ -43,10 +44,7 @@ int gen_output_resume(const char *path, long *n_complete) {
     while (off < end_of_last && (len = getline(&line, &cap, f)) > 0) {
         k++;
         off += len;
-        cJSON *o = cJSON_ParseWithLength(line, (size_t)len);
-        int ok = o && cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(o, "targets"));
-        cJSON_Delete(o);
-        if (!ok) {
+        if (!pt_line_is_generated(line, (size_t)len)) {
             rc = tt_err("%s:%ld: not a line of generated targets (JSON with \"targets\"); cannot resume after it",
                         path, k);
             break;

@@ -24,7 +24,7 @@ static void *take(Carver *cv, size_t bytes) {
 
 /* Buffers of one block for N query rows (Tq per sequence), Ns key rows (Tk per sequence). */
 static void carve_block(Carver *cv, BlockActs *k, int kind, const ModelConfig *c, int preln, int B,
-                        int Tq, int Tk, int H, int F, int train) {
+                        int Tq, int Tk, int H, int F, int drop) {
     long N = (long)B * Tq, Ns = (long)B * Tk, C = c->d_model;
     memset(k, 0, sizeof *k);
     k->ln_mean = TAKE_REAL(cv, N);
@@ -32,7 +32,7 @@ static void carve_block(Carver *cv, BlockActs *k, int kind, const ModelConfig *c
     if (preln) k->ln_out = TAKE_REAL(cv, N * C);
     else k->sum = TAKE_REAL(cv, N * C);
     k->f_pre = TAKE_REAL(cv, N * C);
-    if (train && c->dropout > 0) {
+    if (drop && c->dropout > 0) {
         k->f_out = TAKE_REAL(cv, N * C);
         k->f_mask = TAKE_BYTES(cv, N * C);
     } else {
@@ -41,7 +41,7 @@ static void carve_block(Carver *cv, BlockActs *k, int kind, const ModelConfig *c
     if (kind == BLOCK_FFN) {
         k->h1 = TAKE_REAL(cv, N * F);
         k->h2 = TAKE_REAL(cv, N * F);
-        if (train && c->act_dropout > 0) {
+        if (drop && c->act_dropout > 0) {
             k->h3 = TAKE_REAL(cv, N * F);
             k->h_mask = TAKE_BYTES(cv, N * F);
         } else {
@@ -57,7 +57,7 @@ static void carve_block(Carver *cv, BlockActs *k, int kind, const ModelConfig *c
         k->kv = TAKE_REAL(cv, Ns * 2 * C);
     }
     k->probs = TAKE_REAL(cv, P);
-    if (train && c->attn_dropout > 0) {
+    if (drop && c->attn_dropout > 0) {
         k->probs_drop = TAKE_REAL(cv, P);
         k->probs_mask = TAKE_BYTES(cv, P);
     }
@@ -67,7 +67,8 @@ static void carve_block(Carver *cv, BlockActs *k, int kind, const ModelConfig *c
 /* Plans one stack (encoder or decoder) for B sequences of T tokens; Ts: source length for
  * cross-attention (0 if none). The block outputs are chained: block i reads block i-1. */
 static void carve_stack(Carver *cv, StackActs *s, const ModelConfig *c, int enc, int B, int T, int Ts,
-                        int train) {
+                        int mode) {
+    int keep = fwd_keeps(mode), drop = fwd_drops(mode);
     long N = (long)B * T, C = c->d_model;
     int preln = model_is_preln(c);
     int layers = enc ? c->enc_layers : c->dec_layers;
@@ -78,21 +79,21 @@ static void carve_stack(Carver *cv, StackActs *s, const ModelConfig *c, int enc,
     s->emb_mean = TAKE_REAL(cv, N);
     s->emb_rstd = TAKE_REAL(cv, N);
     s->emb_out = has_ln_emb ? TAKE_REAL(cv, N * C) : s->emb;
-    if (train && c->dropout > 0) {
+    if (drop && c->dropout > 0) {
         s->x0 = TAKE_REAL(cv, N * C);
         s->emb_mask = TAKE_BYTES(cv, N * C);
     } else {
         /* Inference: x0 is the stream every block updates in place, so never alias emb. */
-        s->x0 = train ? s->emb_out : TAKE_REAL(cv, N * C);
+        s->x0 = keep ? s->emb_out : TAKE_REAL(cv, N * C);
     }
     const real *stream = s->x0;
     for (int l = 0; l < layers; l++) {
         for (int j = 0; j < per_layer; j++) {
             int kind = j == 0 ? BLOCK_SELF : (j == per_layer - 1 ? BLOCK_FFN : BLOCK_CROSS);
             BlockActs *k = &s->blocks[l * per_layer + j];
-            if (train || l == 0) {
-                carve_block(cv, k, kind, c, preln, B, T, kind == BLOCK_CROSS ? Ts : T, H, F, train);
-                k->out = train ? TAKE_REAL(cv, N * C) : s->x0;
+            if (keep || l == 0) {
+                carve_block(cv, k, kind, c, preln, B, T, kind == BLOCK_CROSS ? Ts : T, H, F, drop);
+                k->out = keep ? TAKE_REAL(cv, N * C) : s->x0;
             } else {
                 *k = s->blocks[j];
             }
@@ -109,19 +110,21 @@ static void carve_stack(Carver *cv, StackActs *s, const ModelConfig *c, int enc,
     }
 }
 
-static size_t carve_all(Model *m, ModelActs *a, int B, int S, int T, int train, char *base) {
+static size_t carve_all(Model *m, ModelActs *a, int B, int S, int T, int mode, char *base) {
     const ModelConfig *c = &m->cfg;
     Carver cv = {base, 0};
     long C = c->d_model;
     long Nt = (long)B * T, Ns = (long)B * S, Nmax = Nt > Ns ? Nt : Ns;
-    if (model_is_encdec(c)) carve_stack(&cv, &a->enc, c, 1, B, S, 0, train);
-    carve_stack(&cv, &a->dec, c, 0, B, T, model_is_encdec(c) ? S : 0, train);
+    if (model_is_encdec(c)) carve_stack(&cv, &a->enc, c, 1, B, S, 0, mode);
+    carve_stack(&cv, &a->dec, c, 0, B, T, model_is_encdec(c) ? S : 0, mode);
     /* Rows of logits per chunk: large enough that the (V x C) weight gradient is a
      * well-shaped product, small enough that no (tokens x V) matrix is kept. */
     a->chunk_rows = 256;
     a->scratch_threads = tt_threads();
     a->vocab_chunk = TAKE_REAL(&cv, (long)a->chunk_rows * c->vocab_size);
-    if (train) {
+    a->row_x = TAKE_REAL(&cv, (long)a->chunk_rows * C);
+    a->row_dx = TAKE_REAL(&cv, (long)a->chunk_rows * C);
+    if (fwd_keeps(mode)) {
         int Fmax = c->dec_ffn > c->enc_ffn ? c->dec_ffn : c->enc_ffn;
         int Tmax = T > S ? T : S;
         a->d_hidden = TAKE_REAL(&cv, Nt * C);
@@ -171,22 +174,23 @@ void model_acts_free(Model *m) {
     m->acts = NULL;
 }
 
-int model_reserve(Model *m, int B, int S, int T, int train) {
+int model_reserve(Model *m, int B, int S, int T, int mode) {
+    if (!fwd_mode_valid(mode)) return tt_err("model_reserve: unknown forward mode %d", mode);
     if (acts_init(m)) return -1;
     ModelActs *a = m->acts;
     if (!model_is_encdec(&m->cfg)) S = 0;
-    size_t need = carve_all(m, a, B, S, T, train, NULL);
+    size_t need = carve_all(m, a, B, S, T, mode, NULL);
     if (need > a->capacity_bytes) {
         tt_free(a->arena);
         a->arena = tt_alloc(need);
         a->capacity_bytes = a->arena ? need : 0;
         if (!a->arena) return -1;
     }
-    carve_all(m, a, B, S, T, train, a->arena);
+    carve_all(m, a, B, S, T, mode, a->arena);
     a->B = B;
     a->S = S;
     a->T = T;
-    a->train = train;
+    a->mode = mode;
     return 0;
 }
 
@@ -196,7 +200,7 @@ size_t model_act_bytes(const Model *m) { return m->acts ? m->acts->capacity_byte
 
 typedef struct {
     Model *m;
-    int train;
+    int drop; /* dropout applies */
     int B, Tq, Tk, H, F;
     const real *enc_out;   /* cross-attention keys/values source (B*Tk, C) */
     const int *key_mask;   /* (B,Tk) */
@@ -209,7 +213,7 @@ static void sublayer_forward(const BlockCtx *x, BlockActs *k, const LayerParams 
     int C = c->d_model, N = x->B * x->Tq;
     real scale = (real)(1.0 / sqrt((double)(C / x->H)));
     int gpt2 = c->arch == ARCH_GPT2;
-    AttnDropout drop = {x->train ? c->attn_dropout : 0, k->probs_drop, k->probs_mask, &x->m->dropout_rng};
+    AttnDropout drop = {x->drop ? c->attn_dropout : 0, k->probs_drop, k->probs_mask, &x->m->dropout_rng};
     if (kind == BLOCK_SELF) {
         const AttnParams *a = &lp->self;
         /* GPT-2's c_attn, or BART's adjacent q|k|v weights (params.c): one product */
@@ -259,7 +263,7 @@ static void block_forward(const BlockCtx *x, BlockActs *k, const LayerParams *lp
     }
 }
 
-static void embed_forward(Model *m, StackActs *s, const int *ids, int B, int T, int enc, int train) {
+static void embed_forward(Model *m, StackActs *s, const int *ids, int B, int T, int enc, int drop) {
     const ModelConfig *c = &m->cfg;
     const ModelParams *p = &m->p;
     int C = c->d_model;
@@ -271,22 +275,22 @@ static void embed_forward(Model *m, StackActs *s, const int *ids, int B, int T, 
         layernorm_forward(s->emb_out, s->emb_mean, s->emb_rstd, s->emb, enc ? p->enc_ln_emb_w : p->dec_ln_emb_w,
                           enc ? p->enc_ln_emb_b : p->dec_ln_emb_b, (int)N, C, c->ln_eps);
     if (s->x0 != s->emb_out) {
-        if (train && c->dropout > 0) dropout_forward(s->x0, s->emb_mask, s->emb_out, N * C, c->dropout, &m->dropout_rng);
+        if (drop && c->dropout > 0) dropout_forward(s->x0, s->emb_mask, s->emb_out, N * C, c->dropout, &m->dropout_rng);
         else memcpy(s->x0, s->emb_out, (size_t)N * C * sizeof(real));
     }
 }
 
 static void stack_forward(Model *m, StackActs *s, int enc, const int *ids, int B, int T, const int *self_mask,
-                          int causal, const real *enc_out, const int *src_mask, int S, int train) {
+                          int causal, const real *enc_out, const int *src_mask, int S, int mode) {
     const ModelConfig *c = &m->cfg;
-    embed_forward(m, s, ids, B, T, enc, train);
+    embed_forward(m, s, ids, B, T, enc, fwd_drops(mode));
     int per_layer = enc || c->arch == ARCH_GPT2 ? 2 : 3;
     int layers = enc ? c->enc_layers : c->dec_layers;
     LayerParams *lps = enc ? m->p.enc : m->p.dec;
     for (int l = 0; l < layers; l++) {
         for (int j = 0; j < per_layer; j++) {
             int kind = j == 0 ? BLOCK_SELF : (j == per_layer - 1 ? BLOCK_FFN : BLOCK_CROSS);
-            BlockCtx x = {m, train, B, T, T, enc ? c->enc_heads : c->dec_heads, enc ? c->enc_ffn : c->dec_ffn,
+            BlockCtx x = {m, fwd_drops(mode), B, T, T, enc ? c->enc_heads : c->dec_heads, enc ? c->enc_ffn : c->dec_ffn,
                           NULL, self_mask, causal};
             if (kind == BLOCK_CROSS) {
                 x.Tk = S;
@@ -313,7 +317,8 @@ static int check_ids(const Model *m, const int *ids, long n, const char *what) {
     return 0;
 }
 
-int model_forward(Model *m, const Batch *b, int train) {
+int model_forward(Model *m, const Batch *b, int mode) {
+    if (!fwd_mode_valid(mode)) return tt_err("model_forward: unknown forward mode %d", mode);
     const ModelConfig *c = &m->cfg;
     int encdec = model_is_encdec(c);
     if (b->B < 1 || b->T < 1 || (encdec && (b->S < 1 || !b->src)))
@@ -325,17 +330,17 @@ int model_forward(Model *m, const Batch *b, int train) {
     if (encdec && check_ids(m, b->src, (long)b->B * b->S, "source")) return -1;
     ModelActs *a = m->acts;
     int S = encdec ? b->S : 0;
-    if (!a || a->B != b->B || a->S != S || a->T != b->T || a->train != train ||
+    if (!a || a->B != b->B || a->S != S || a->T != b->T || a->mode != mode ||
         a->scratch_threads != tt_threads())
-        if (model_reserve(m, b->B, S, b->T, train)) return -1;
+        if (model_reserve(m, b->B, S, b->T, mode)) return -1;
     a = m->acts;
     if (encdec) {
-        stack_forward(m, &a->enc, 1, b->src, b->B, b->S, b->src_mask, 0, NULL, NULL, 0, train);
-        stack_forward(m, &a->dec, 0, b->tgt_in, b->B, b->T, b->tgt_mask, 1, a->enc.out, b->src_mask, b->S, train);
+        stack_forward(m, &a->enc, 1, b->src, b->B, b->S, b->src_mask, 0, NULL, NULL, 0, mode);
+        stack_forward(m, &a->dec, 0, b->tgt_in, b->B, b->T, b->tgt_mask, 1, a->enc.out, b->src_mask, b->S, mode);
     } else {
-        stack_forward(m, &a->dec, 0, b->tgt_in, b->B, b->T, b->tgt_mask, 1, NULL, NULL, 0, train);
+        stack_forward(m, &a->dec, 0, b->tgt_in, b->B, b->T, b->tgt_mask, 1, NULL, NULL, 0, mode);
     }
-    if (train) memset(a->d_hidden, 0, (size_t)b->B * b->T * c->d_model * sizeof(real));
+    if (fwd_keeps(mode)) memset(a->d_hidden, 0, (size_t)b->B * b->T * c->d_model * sizeof(real));
     return 0;
 }
 
@@ -356,7 +361,7 @@ const real *model_encode(Model *m, const int *src, const int *src_mask, int B, i
     if (check_ids(m, src, (long)B * S, "source")) return NULL;
     ModelActs *a = m->acts;
     /* The decoder part of the arena is planned for one target token. */
-    if (!a || a->B != B || a->S != S || a->T != 1 || a->train || a->scratch_threads != tt_threads())
+    if (!a || a->B != B || a->S != S || a->T != 1 || a->mode != FWD_INFER || a->scratch_threads != tt_threads())
         if (model_reserve(m, B, S, 1, 0)) return NULL;
     a = m->acts;
     stack_forward(m, &a->enc, 1, src, B, S, src_mask, 0, NULL, NULL, 0, 0);
@@ -368,7 +373,7 @@ real *model_hidden_grad(Model *m) { return m->acts ? m->acts->d_hidden : NULL; }
 
 const real *model_attention_probs(const Model *m, int which, int layer) {
     const ModelActs *a = m->acts;
-    if (!a || !a->train) return NULL;
+    if (!a || !fwd_keeps(a->mode)) return NULL;
     const ModelConfig *c = &m->cfg;
     if (which == 0) return layer < c->enc_layers ? a->enc.blocks[2 * layer].probs : NULL;
     int per_layer = c->arch == ARCH_GPT2 ? 2 : 3;
@@ -383,6 +388,55 @@ void model_logits(Model *m, int row0, int n, real *out) {
                    m->p.final_logits_bias, n, c->d_model, c->vocab_size, W_OUT_IN);
 }
 
+int model_chunk_rows(const Model *m) { return m->acts ? m->acts->chunk_rows : 256; }
+
+static void gather_rows(real *out, const real *x, const int *rows, int n, int C) {
+    for (int i = 0; i < n; i++) memcpy(out + (long)i * C, x + (long)rows[i] * C, (size_t)C * sizeof(real));
+}
+
+void model_logits_rows(Model *m, const int *rows, int n, real *out) {
+    const ModelConfig *c = &m->cfg;
+    ModelActs *a = m->acts;
+    int C = c->d_model;
+    for (int r0 = 0; r0 < n; r0 += a->chunk_rows) {
+        int R = n - r0 < a->chunk_rows ? n - r0 : a->chunk_rows;
+        gather_rows(a->row_x, model_hidden(m), rows + r0, R, C);
+        linear_forward(out + (long)r0 * c->vocab_size, c->vocab_size, a->row_x, m->p.lm_head,
+                       m->p.final_logits_bias, R, C, c->vocab_size, W_OUT_IN);
+    }
+}
+
+double model_token_loss(Model *m, const int *rows, long n_rows, TokenLossFn fn, void *ctx, int backward) {
+    const ModelConfig *c = &m->cfg;
+    ModelActs *a = m->acts;
+    if (!a) {
+        tt_err("model_token_loss: no forward pass yet");
+        return NAN;
+    }
+    int grad = backward && fwd_keeps(a->mode) && m->grads;
+    int C = c->d_model, V = c->vocab_size;
+    double total = 0;
+    for (long r0 = 0; r0 < n_rows; r0 += a->chunk_rows) {
+        int R = n_rows - r0 < a->chunk_rows ? (int)(n_rows - r0) : a->chunk_rows;
+        gather_rows(a->row_x, model_hidden(m), rows + r0, R, C);
+        linear_forward(a->vocab_chunk, V, a->row_x, m->p.lm_head, m->p.final_logits_bias, R, C, V, W_OUT_IN);
+        double loss = fn(ctx, rows + r0, R, a->vocab_chunk, grad);
+        if (isnan(loss)) return NAN;
+        total += loss;
+        if (grad) {
+            memset(a->row_dx, 0, (size_t)R * C * sizeof(real));
+            linear_backward(a->row_dx, m->g.lm_head, m->g.final_logits_bias, a->vocab_chunk, V, a->row_x,
+                            m->p.lm_head, R, C, V, W_OUT_IN);
+            for (int i = 0; i < R; i++) {
+                real *d = a->d_hidden + (long)rows[r0 + i] * C;
+                const real *s = a->row_dx + (long)i * C;
+                for (int k = 0; k < C; k++) d[k] += s[k];
+            }
+        }
+    }
+    return total;
+}
+
 double model_xent(Model *m, const Batch *b, double label_smoothing, int backward, double loss_scale,
                   long *n_tokens) {
     const ModelConfig *c = &m->cfg;
@@ -391,7 +445,7 @@ double model_xent(Model *m, const Batch *b, double label_smoothing, int backward
     for (long i = 0; i < N; i++) counted += b->labels[i] != -100;
     if (n_tokens) *n_tokens = counted;
     if (counted == 0) return 0;
-    int grad = backward && a->train && m->grads;
+    int grad = backward && fwd_keeps(a->mode) && m->grads;
     double total = vocab_xent(model_hidden(m), m->p.lm_head, m->p.final_logits_bias, b->labels, (int)N,
                               c->d_model, c->vocab_size, label_smoothing, loss_scale / (double)counted,
                               grad ? a->d_hidden : NULL, grad ? m->g.lm_head : NULL,
@@ -415,7 +469,7 @@ static void sublayer_backward(const BlockCtx *x, BlockActs *k, const LayerParams
     int C = c->d_model, N = x->B * x->Tq;
     real scale = (real)(1.0 / sqrt((double)(C / x->H)));
     int gpt2 = c->arch == ARCH_GPT2;
-    AttnDropout drop = {x->train ? c->attn_dropout : 0, k->probs_drop, k->probs_mask, NULL};
+    AttnDropout drop = {x->drop ? c->attn_dropout : 0, k->probs_drop, k->probs_mask, NULL};
     if (kind == BLOCK_SELF) {
         const AttnParams *w = &lp->self;
         AttnParams *g = &gp->self;
@@ -506,7 +560,7 @@ static void stack_backward(Model *m, StackActs *s, int enc, const int *ids, int 
     for (int l = layers - 1; l >= 0; l--) {
         for (int j = per_layer - 1; j >= 0; j--) {
             int kind = j == 0 ? BLOCK_SELF : (j == per_layer - 1 ? BLOCK_FFN : BLOCK_CROSS);
-            BlockCtx x = {m, 1, B, T, T, enc ? c->enc_heads : c->dec_heads, enc ? c->enc_ffn : c->dec_ffn,
+            BlockCtx x = {m, fwd_drops(m->acts->mode), B, T, T, enc ? c->enc_heads : c->dec_heads, enc ? c->enc_ffn : c->dec_ffn,
                           NULL, self_mask, causal};
             if (kind == BLOCK_CROSS) {
                 x.Tk = S;
@@ -540,7 +594,7 @@ static void stack_backward(Model *m, StackActs *s, int enc, const int *ids, int 
 int model_backward(Model *m, const Batch *b) {
     ModelActs *a = m->acts;
     if (!m->grads) return tt_err("model_backward: gradients not allocated");
-    if (!a || !a->train) return tt_err("model_backward: needs a training forward first");
+    if (!a || !fwd_keeps(a->mode)) return tt_err("model_backward: needs a forward that keeps activations first");
     const ModelConfig *c = &m->cfg;
     if (model_is_encdec(c)) {
         zero(a->d_enc_out, (long)b->B * b->S * c->d_model);

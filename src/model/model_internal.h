@@ -36,12 +36,13 @@ typedef struct {
 struct ModelActs {
     void *arena;
     size_t capacity_bytes;
-    int B, S, T, train;
+    int B, S, T, mode; /* FWD_* the arena is planned for */
     StackActs enc, dec;
     /* backward scratch (train only) */
     real *d_hidden, *d_stream, *d_sum, *d_f, *d_ln, *d_q, *d_kv, *d_att, *d_h1, *d_h2, *d_h3;
     real *d_enc_out, *d_emb, *att_scratch;
     real *vocab_chunk;
+    real *row_x, *row_dx; /* (chunk_rows, C): gathered rows for model_token_loss */
     int chunk_rows;
     int scratch_threads; /* att_scratch holds 2*T*T reals for this many threads */
 };

@@ -259,6 +259,8 @@ const char *trainer_done(Trainer *t) {
     double frac = 0;
     if (t->parts.source.position) t->parts.source.position(t->parts.source.ctx, &epoch, &frac);
     if ((long)epoch >= t->o.max_epochs) return "max_epochs reached";
+    if (t->o.max_minutes > 0 && t->elapsed0 + (tt_now_s() - t->t_start) >= 60 * t->o.max_minutes)
+        return "max_minutes reached";
     return NULL;
 }
 
