@@ -311,7 +311,7 @@ int cmd_distill(int argc, char **argv) {
                teacher->cfg.vocab_size, tokenizer_vocab_size(c.tok));
         goto done;
     }
-    if (c.init_dir && c.o.tokenizer_path) {
+    if (c.init_dir) {
         /* a student from a directory must share the teacher's tokenizer */
         snprintf(tpath, sizeof tpath, "%s/tokenizer.json", d.teacher_dir);
         Tokenizer *tt = tokenizer_load(tpath);
@@ -430,7 +430,11 @@ int cmd_distill(int argc, char **argv) {
     gen_config_limit_to_tokenizer(&lo->student_gen, &student->cfg, c.tok);
     /* the teacher's arena for the largest batch, once */
     if (model_reserve(teacher, mB, mS, mT, lo->noisy ? FWD_NOISY : FWD_INFER)) goto done;
-    loss = distill_loss_new(lo, student, mB, mS, mT);
+    /* the most sequences a batch can hold: short ones pack many under the token budget */
+    int loss_B = c.o.max_batch > 0 ? c.o.max_batch : c.o.batch_tokens;
+    if (loss_B > c.o.batch_tokens / 2) loss_B = c.o.batch_tokens / 2 > 0 ? c.o.batch_tokens / 2 : 1;
+    if (loss_B < mB) loss_B = mB;
+    loss = distill_loss_new(lo, student, loss_B, mS, mT);
     if (!loss) goto done;
     if (write_gen_config(teacher, d.teacher_dir, student, c.tok, c.o.max_target_tokens, c.o.out_dir)) goto done;
     TrainParts parts = {.source = bs, .loss = distill_loss_iface(loss), .tok = c.tok, .what = "distillation"};

@@ -1,0 +1,540 @@
+/* test_distill.c: the pieces of `tutor distill` (issue 10): pseudo-target epoch cycling and
+ * its resume, the Joint-Teaching and GKD schedules, shrink init (the student computes what
+ * the teacher computes with the dropped layers made identities), generation on the model
+ * being trained between two steps, the distillation loss (zero for a student equal to its
+ * teacher; its gradient through the model against finite differences), a killed `tutor
+ * distill` resuming bit for bit, and clear errors on mismatched inputs. */
+#include <cjson/cJSON.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include "../testlib.h"
+#include "tutor/distill.h"
+#include "tutor/fileio.h"
+
+static ModelConfig tiny_config(Arch arch, int vocab, int enc_layers, int dec_layers, float dropout) {
+    ModelConfig c;
+    model_config_default(&c, arch);
+    c.vocab_size = vocab;
+    c.d_model = 16, c.dec_layers = dec_layers, c.dec_heads = 2, c.dec_ffn = 32, c.max_positions = 64;
+    if (arch != ARCH_GPT2) c.enc_layers = enc_layers, c.enc_heads = 2, c.enc_ffn = 32;
+    else c.enc_layers = c.enc_heads = c.enc_ffn = 0;
+    c.dropout = dropout, c.attn_dropout = 0, c.act_dropout = 0;
+    c.pad_id = 1, c.bos_id = 0, c.eos_id = 2;
+    if (arch != ARCH_GPT2) c.decoder_start_id = 2, c.forced_eos_id = 2;
+    return c;
+}
+
+/* Pairs with given ids: sources of 3..6 tokens, targets of 2..4 ending in </s> (2). */
+static void make_pairs(PairSet *ps, int n, int tgt_token, uint64_t seed) {
+    memset(ps, 0, sizeof *ps);
+    ps->items = calloc((size_t)n, sizeof(TokPair));
+    ps->pool = malloc(sizeof(int) * (size_t)n * 12);
+    ps->n = (size_t)n;
+    Rng r;
+    rng_seed(&r, seed);
+    int used = 0;
+    for (int i = 0; i < n; i++) {
+        TokPair *p = &ps->items[i];
+        p->src = ps->pool + used;
+        p->src_len = 3 + (int)rng_below(&r, 4);
+        p->src[0] = 0;
+        for (int k = 1; k < p->src_len - 1; k++) p->src[k] = 5 + (int)rng_below(&r, 20);
+        p->src[p->src_len - 1] = 2;
+        used += p->src_len;
+        p->tgt = ps->pool + used;
+        p->tgt_len = 2 + (int)rng_below(&r, 3);
+        for (int k = 0; k < p->tgt_len - 1; k++) p->tgt[k] = tgt_token;
+        p->tgt[p->tgt_len - 1] = 2;
+        used += p->tgt_len;
+    }
+}
+
+/* The target tokens (other than </s>) of the batches of one epoch, as a histogram. */
+static void epoch_targets(BatchSource *bs, long *hist, int H) {
+    for (;;) {
+        const Batch *b;
+        long nt;
+        int rc = bs->next(bs->ctx, &b, &nt);
+        cr_assert(rc >= 0, "%s", tt_errmsg());
+        for (long i = 0; i < (long)b->B * b->T; i++)
+            if (b->labels[i] >= 0 && b->labels[i] != 2 && b->labels[i] < H) hist[b->labels[i]]++;
+        if (rc == 1) return;
+    }
+}
+
+Test(pt_source, epoch_e_uses_the_e_mod_k_th_pseudo_target_with_gold_kept) {
+    ModelConfig c = tiny_config(ARCH_MBART, 200, 1, 1, 0);
+    PairSet gold, pts[3];
+    make_pairs(&gold, 7, 100, 1);
+    for (int k = 0; k < 3; k++) make_pairs(&pts[k], 11, 110 + k, 2); /* same sources, target k */
+    PtSource *s = pt_source_new(&gold, pts, 3, &c, 60, 4, 8, 6, 9);
+    cr_assert(s, "%s", tt_errmsg());
+    BatchSource bs = pt_source_iface(s);
+    for (int e = 0; e < 7; e++) {
+        long hist[200] = {0};
+        epoch_targets(&bs, hist, 200);
+        cr_expect_eq(pt_source_index_for_epoch(s, (uint64_t)e), e % 3);
+        cr_expect(hist[100] > 0, "epoch %d: gold missing", e);
+        for (int k = 0; k < 3; k++) {
+            if (k == e % 3) cr_expect(hist[110 + k] > 0, "epoch %d: PT %d missing", e, k);
+            else cr_expect(hist[110 + k] == 0, "epoch %d: PT %d present", e, k);
+        }
+        uint64_t ep;
+        double frac;
+        bs.position(bs.ctx, &ep, &frac);
+        cr_expect_eq(ep, (uint64_t)e + 1);
+    }
+    /* resume mid-epoch: a fresh source restored from the state yields the same batches */
+    const Batch *b;
+    long nt;
+    cr_assert(bs.next(bs.ctx, &b, &nt) >= 0);
+    cJSON *st = bs.save(bs.ctx);
+    cr_assert(st);
+    PtSource *s2 = pt_source_new(&gold, pts, 3, &c, 60, 4, 8, 6, 9);
+    BatchSource bs2 = pt_source_iface(s2);
+    TEST_ASSERT_OK(bs2.restore(bs2.ctx, st));
+    for (int i = 0; i < 40; i++) {
+        const Batch *x, *y;
+        long n1, n2;
+        int r1 = bs.next(bs.ctx, &x, &n1), r2 = bs2.next(bs2.ctx, &y, &n2);
+        cr_assert_eq(r1, r2);
+        cr_assert(x->B == y->B && x->T == y->T && x->S == y->S && n1 == n2);
+        cr_assert(!memcmp(x->labels, y->labels, sizeof(int) * (size_t)x->B * x->T), "batch %d differs after restore", i);
+        cr_assert(!memcmp(x->src, y->src, sizeof(int) * (size_t)x->B * x->S));
+    }
+    /* a state saved with another K is refused */
+    PtSource *s3 = pt_source_new(&gold, pts, 2, &c, 60, 4, 8, 6, 9);
+    BatchSource bs3 = pt_source_iface(s3);
+    cr_expect(bs3.restore(bs3.ctx, st) != 0 && strstr(tt_errmsg(), "pseudo-targets per input"), "%s", tt_errmsg());
+    cJSON_Delete(st);
+    pt_source_free(s);
+    pt_source_free(s2);
+    pt_source_free(s3);
+    pairset_free(&gold);
+    for (int k = 0; k < 3; k++) pairset_free(&pts[k]);
+}
+
+static DistillLoss *loss_for(Model *teacher, Model *student, TargetMode mode, double fraction) {
+    DistillLossOptions o;
+    distill_loss_options_default(&o);
+    o.teacher = teacher;
+    o.targets = mode;
+    o.student_fraction = fraction;
+    o.max_source_tokens = 8, o.max_target_tokens = 6;
+    DistillLoss *l = distill_loss_new(&o, student, 8, 8, 6);
+    cr_assert(l, "%s", tt_errmsg());
+    return l;
+}
+
+Test(schedules, joint_teaching_and_gkd) {
+    ModelConfig c = tiny_config(ARCH_MBART, 64, 1, 1, 0);
+    Model *t = model_new(&c, 1), *s = model_new(&c, 2);
+    DistillLoss *jt = loss_for(t, s, TARGETS_JOINT, 0.5);
+    for (uint64_t k = 0; k < 100; k++) cr_expect_eq(distill_loss_uses_student(jt, k), (int)(k % 2 == 1));
+    distill_loss_free(jt);
+    jt = loss_for(t, s, TARGETS_JOINT, 0.25);
+    long n = 0;
+    for (uint64_t k = 0; k < 400; k++) {
+        n += distill_loss_uses_student(jt, k);
+        if (k % 4 == 3) cr_expect_eq(n, (long)(k + 1) / 4, "alpha 0.25: %ld student batches of %lu", n, k + 1);
+    }
+    distill_loss_free(jt);
+    DistillLoss *g = loss_for(t, s, TARGETS_GKD, 0.3);
+    n = 0;
+    int first[64];
+    for (uint64_t k = 0; k < 20000; k++) {
+        int u = distill_loss_uses_student(g, k);
+        if (k < 64) first[k] = u;
+        n += u;
+    }
+    cr_expect(fabs(n / 20000.0 - 0.3) < 0.015, "GKD lambda 0.3: on-policy fraction %g", n / 20000.0);
+    for (uint64_t k = 0; k < 64; k++) cr_expect_eq(distill_loss_uses_student(g, k), first[k], "not deterministic");
+    distill_loss_free(g);
+    DistillLoss *d = loss_for(t, s, TARGETS_DATA, 0.5), *st = loss_for(t, s, TARGETS_STUDENT, 0.5);
+    for (uint64_t k = 0; k < 10; k++) cr_expect(!distill_loss_uses_student(d, k) && distill_loss_uses_student(st, k));
+    distill_loss_free(d);
+    distill_loss_free(st);
+    model_free(t);
+    model_free(s);
+}
+
+/* ---- shrink ---- */
+
+static void batch_for(const ModelConfig *c, PairSet *ps, BatchBuf *bb) {
+    make_pairs(ps, 5, 30, 3);
+    cr_assert(batchbuf_init(bb, 200, 200) == 0);
+    size_t idx[5] = {0, 1, 2, 3, 4};
+    TEST_ASSERT_OK(batch_assemble(bb, c, ps, idx, 5));
+}
+
+static void logits_of(Model *m, const Batch *b, real *out) {
+    TEST_ASSERT_OK(model_forward(m, b, FWD_INFER));
+    model_logits(m, 0, b->B * b->T, out);
+}
+
+static void zero_tensor(Model *m, const char *name) {
+    const ParamInfo *p = model_find_tensor(m, name);
+    cr_assert(p, "no tensor %s", name);
+    memset(m->params + p->offset, 0, p->numel * sizeof(real));
+}
+
+static void shrink_case(Arch arch) {
+    ModelConfig c = tiny_config(arch, 64, 2, 3, 0);
+    Model *t = model_new(&c, 4);
+    int keep[2] = {0, 2};
+    Model *s = model_shrink(t, NULL, 0, keep, 2);
+    cr_assert(s, "%s", tt_errmsg());
+    cr_expect_eq(s->cfg.dec_layers, 2);
+    /* the teacher with decoder layer 1 an identity: its residual branches' outputs zeroed
+     * (pre-LN: x + 0 = x) */
+    Model *ti = model_new(&c, 4);
+    if (arch == ARCH_GPT2) {
+        zero_tensor(ti, "transformer.h.1.attn.c_proj.weight");
+        zero_tensor(ti, "transformer.h.1.attn.c_proj.bias");
+        zero_tensor(ti, "transformer.h.1.mlp.c_proj.weight");
+        zero_tensor(ti, "transformer.h.1.mlp.c_proj.bias");
+    } else {
+        zero_tensor(ti, "model.decoder.layers.1.self_attn.out_proj.weight");
+        zero_tensor(ti, "model.decoder.layers.1.self_attn.out_proj.bias");
+        zero_tensor(ti, "model.decoder.layers.1.encoder_attn.out_proj.weight");
+        zero_tensor(ti, "model.decoder.layers.1.encoder_attn.out_proj.bias");
+        zero_tensor(ti, "model.decoder.layers.1.fc2.weight");
+        zero_tensor(ti, "model.decoder.layers.1.fc2.bias");
+    }
+    PairSet ps;
+    BatchBuf bb;
+    batch_for(&c, &ps, &bb);
+    long n = (long)bb.batch.B * bb.batch.T * c.vocab_size;
+    real *a = malloc(sizeof(real) * (size_t)n), *b = malloc(sizeof(real) * (size_t)n);
+    logits_of(s, &bb.batch, a);
+    logits_of(ti, &bb.batch, b);
+    double md, mr;
+    test_maxdiff(a, b, (size_t)n, &md, &mr);
+    cr_expect(md <= 1e-5 * fmax(1, mr), "arch %d: shrunk student and identity-layer teacher differ by %g", arch, md);
+    /* and it is not trivially so: the full teacher differs */
+    logits_of(t, &bb.batch, b);
+    test_maxdiff(a, b, (size_t)n, &md, &mr);
+    cr_expect(md > 1e-3, "the dropped layer made no difference (%g)", md);
+    /* keeping every layer is the teacher, bit for bit */
+    int all[3] = {0, 1, 2};
+    Model *s3 = model_shrink(t, NULL, 0, all, 3);
+    logits_of(s3, &bb.batch, a);
+    cr_expect(!memcmp(a, b, sizeof(real) * (size_t)n), "keeping every layer changed the outputs");
+    free(a);
+    free(b);
+    batchbuf_free(&bb);
+    pairset_free(&ps);
+    model_free(s3);
+    model_free(s);
+    model_free(t);
+    model_free(ti);
+}
+
+Test(shrink, mbart_student_is_the_teacher_without_the_layer) { shrink_case(ARCH_MBART); }
+Test(shrink, gpt2_student_is_the_teacher_without_the_layer) { shrink_case(ARCH_GPT2); }
+
+Test(shrink, encoder_layers_and_layer_lists) {
+    int out[8];
+    cr_expect_eq(parse_layer_list("0,-1", 6, out, 8), 2);
+    cr_expect(out[0] == 0 && out[1] == 5);
+    cr_expect_eq(parse_layer_list("3,1", 6, out, 8), 2);
+    cr_expect(out[0] == 1 && out[1] == 3);
+    cr_expect_eq(parse_layer_list("6", 6, out, 8), -1);
+    cr_expect_eq(parse_layer_list("1,1", 6, out, 8), -1);
+    cr_expect_eq(parse_layer_list("a", 6, out, 8), -1);
+    ModelConfig c = tiny_config(ARCH_BART, 64, 3, 2, 0);
+    Model *t = model_new(&c, 4);
+    int enc[1] = {2};
+    Model *s = model_shrink(t, enc, 1, NULL, 0);
+    cr_assert(s, "%s", tt_errmsg());
+    cr_expect(s->cfg.enc_layers == 1 && s->cfg.dec_layers == 2);
+    const ParamInfo *a = model_find_tensor(s, "model.encoder.layers.0.fc1.weight");
+    const ParamInfo *b = model_find_tensor(t, "model.encoder.layers.2.fc1.weight");
+    cr_expect(!memcmp(s->params + a->offset, t->params + b->offset, a->numel * sizeof(real)));
+    model_free(s);
+    model_free(t);
+}
+
+/* ---- generation between two steps ---- */
+
+static void sgd_step(Model *m, const Batch *b) {
+    model_zero_grads(m);
+    TEST_ASSERT_OK(model_forward(m, b, FWD_TRAIN));
+    model_xent(m, b, 0, 1, 1, NULL);
+    TEST_ASSERT_OK(model_backward(m, b));
+    for (size_t i = 0; i < m->n_params; i++) m->params[i] -= 0.05f * m->grads[i];
+}
+
+Test(generation, between_two_steps_changes_nothing) {
+    ModelConfig c = tiny_config(ARCH_MBART, 64, 1, 2, 0.2f);
+    Model *a = model_new(&c, 6), *b = model_new(&c, 6);
+    model_alloc_grads(a);
+    model_alloc_grads(b);
+    PairSet ps;
+    BatchBuf bb;
+    batch_for(&c, &ps, &bb);
+    sgd_step(a, &bb.batch);
+    sgd_step(b, &bb.batch);
+    GenConfig g;
+    gen_config_from_model(&g, &c);
+    g.do_sample = 1, g.top_k = 0, g.max_new_tokens = 8, g.seed = 3;
+    Generator *gen = generator_new(b, &g, 5, 8);
+    cr_assert(gen, "%s", tt_errmsg());
+    const int *src[5];
+    int len[5];
+    uint64_t stream[5];
+    for (int i = 0; i < 5; i++) src[i] = ps.items[i].src, len[i] = ps.items[i].src_len, stream[i] = (uint64_t)i;
+    const GenOutput *out;
+    TEST_ASSERT_OK(generator_run(gen, 5, src, len, stream, &out));
+    cr_expect(out[0].hyps[0].n_tokens > 0);
+    sgd_step(a, &bb.batch);
+    sgd_step(b, &bb.batch);
+    cr_expect(!memcmp(a->params, b->params, sizeof(real) * a->n_params),
+              "a generation between two steps changed the next step");
+    generator_free(gen);
+    batchbuf_free(&bb);
+    pairset_free(&ps);
+    model_free(a);
+    model_free(b);
+}
+
+/* ---- the distillation loss ---- */
+
+static double dl_loss(DistillLoss *l, Model *m, const Batch *b, int grads) {
+    TrainLoss tl = distill_loss_iface(l);
+    if (grads) model_zero_grads(m);
+    else model_zero_grads(m);
+    double sum, w;
+    TEST_ASSERT_OK(tl.step(tl.ctx, m, b, &sum, &w));
+    (void)w;
+    return sum; /* the gradient is of the sum (TrainLoss) */
+}
+
+Test(distill_loss, zero_for_the_teacher_itself_and_gradient_checks) {
+    ModelConfig c = tiny_config(ARCH_MBART, 48, 1, 2, 0);
+    Model *t = model_new(&c, 7), *same = model_new(&c, 7), *s = model_new(&c, 8);
+    model_alloc_grads(same);
+    model_alloc_grads(s);
+    PairSet ps;
+    BatchBuf bb;
+    batch_for(&c, &ps, &bb);
+    DistillLossOptions o;
+    distill_loss_options_default(&o);
+    o.teacher = t;
+    o.max_source_tokens = 8, o.max_target_tokens = 6;
+    DistillLoss *l = distill_loss_new(&o, same, 5, 8, 6);
+    double z = dl_loss(l, same, &bb.batch, 1);
+    cr_expect(fabs(z) < 1e-6, "KL(teacher || teacher copy) = %g", z);
+    double gmax = 0;
+    for (size_t i = 0; i < same->n_params; i++) gmax = fmax(gmax, fabs(same->grads[i]));
+    cr_expect(gmax < 1e-5, "gradient %g for a student equal to the teacher", gmax);
+    distill_loss_free(l);
+    /* a mix of KD (JSD) and CE through the whole student, against finite differences on the
+     * parameters with the largest gradients */
+    o.obj.kind = KD_JSD;
+    o.obj.tau = 2;
+    o.w_kd = 0.7, o.w_ce = 0.3;
+    l = distill_loss_new(&o, s, 5, 8, 6);
+    dl_loss(l, s, &bb.batch, 1);
+    real *g = malloc(sizeof(real) * s->n_params);
+    memcpy(g, s->grads, sizeof(real) * s->n_params);
+    for (int probe = 0; probe < 6; probe++) {
+        size_t best = 0;
+        for (size_t i = 0; i < s->n_params; i++)
+            if (fabs(g[i]) > fabs(g[best])) best = i;
+        real keep = s->params[best];
+        real h = 2e-3f;
+        s->params[best] = keep + h;
+        double up = dl_loss(l, s, &bb.batch, 0);
+        s->params[best] = keep - h;
+        double dn = dl_loss(l, s, &bb.batch, 0);
+        s->params[best] = keep;
+        double fd = (up - dn) / (2 * (double)h);
+        cr_expect(fabs(fd - g[best]) <= 0.03 * fabs(g[best]) + 1e-4, "param %zu: gradient %g, finite difference %g",
+                  best, g[best], fd);
+        g[best] = 0;
+    }
+    free(g);
+    distill_loss_free(l);
+    /* a teacher of another family is refused */
+    ModelConfig gc = tiny_config(ARCH_GPT2, 48, 0, 2, 0);
+    Model *gpt = model_new(&gc, 1);
+    o.teacher = gpt;
+    cr_expect(distill_loss_new(&o, s, 5, 8, 6) == NULL && strstr(tt_errmsg(), "decoder-only"), "%s", tt_errmsg());
+    model_free(gpt);
+    batchbuf_free(&bb);
+    pairset_free(&ps);
+    model_free(t);
+    model_free(same);
+    model_free(s);
+}
+
+/* ---- the command: resume and errors ---- */
+
+static void ensure_data(void) { cr_assert(system("scripts/debdesc-fetch.sh >/dev/null") == 0); }
+
+/* A tiny teacher directory with a tokenizer, a training file and a PT file with two
+ * targets per input. */
+static void make_setup(const char *dir, char *teacher, char *train, char *pts) {
+    char cmd[2000];
+    snprintf(train, 256, "%s/train.jsonl", dir);
+    snprintf(teacher, 256, "%s/teacher", dir);
+    snprintf(pts, 256, "%s/pts.jsonl", dir);
+    snprintf(cmd, sizeof cmd,
+             "head -n 300 build/data/debdesc/labeled.jsonl > %s && %s tokenizer train --data %s --vocab 600 -o %s/tok.json "
+             ">/dev/null 2>&1 && %s train --tokenizer %s/tok.json --data %s --d-model 32 --layers 2 --heads 2 --ffn 64 "
+             "--max-source-tokens 40 --max-target-tokens 16 --batch-tokens 800 --max-steps 30 --no-progress "
+             "--eval-every 0 -o %s >/dev/null 2>&1",
+             train, tutor_bin(), train, dir, tutor_bin(), dir, train, teacher);
+    cr_assert(system(cmd) == 0, "setup failed: %s", cmd);
+    Dataset ds;
+    JsonlOptions jo;
+    jsonl_options_default(&jo);
+    TEST_ASSERT_OK(dataset_load_jsonl(&ds, train, &jo, 0));
+    FILE *f = fopen(pts, "w");
+    for (size_t i = 0; i < ds.n; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "id", ds.items[i].id);
+        cJSON_AddStringToObject(o, "source", ds.items[i].source);
+        cJSON *t = cJSON_AddArrayToObject(o, "targets");
+        cJSON_AddItemToArray(t, cJSON_CreateString(ds.items[i].target));
+        cJSON_AddItemToArray(t, cJSON_CreateString(ds.items[i].source));
+        char *s = cJSON_PrintUnformatted(o);
+        fprintf(f, "%s\n", s);
+        free(s);
+        cJSON_Delete(o);
+    }
+    fclose(f);
+    dataset_free(&ds);
+}
+
+static long checkpoint_step(const char *out) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/checkpoint.json", out);
+    size_t n;
+    char *t = file_exists(path) ? read_file_text(path, &n) : NULL;
+    long step = -1;
+    if (t) {
+        char *p = strstr(t, "\"step\":");
+        if (p) step = atol(p + 7);
+        free(t);
+    }
+    return step;
+}
+
+static int same_bytes(const char *a, const char *b) {
+    size_t na, nb;
+    char *x = read_file_text(a, &na), *y = read_file_text(b, &nb);
+    int eq = x && y && na == nb && !memcmp(x, y, na);
+    free(x);
+    free(y);
+    return eq;
+}
+
+Test(distill_cli, sigkill_then_resume_is_bit_identical, .timeout = 300) {
+    ensure_data();
+    char dir[128], teacher[256], train[256], pts[256], args[2000], cmd[4000], a[300], b[300];
+    test_tmpdir(dir, sizeof dir);
+    make_setup(dir, teacher, train, pts);
+    /* Joint-Teaching: student PTs sampled online on every second batch, teacher PTs (two per
+     * input, cycling) and gold on the others; noisy teacher: every RNG is exercised */
+    snprintf(args, sizeof args,
+             "--teacher %s --data %s --pt %s --method joint --keep-decoder-layers 1 --max-source-tokens 40 "
+             "--max-target-tokens 16 --batch-tokens 500 --max-steps 40 --save-every 1 --eval-every 10 --dev %s "
+             "--max-dev-examples 20 --dev-rouge-examples 10 --log-every 5 --no-progress --dropout 0.1",
+             teacher, train, pts, train);
+    snprintf(a, sizeof a, "%s/a", dir);
+    snprintf(b, sizeof b, "%s/b", dir);
+    snprintf(cmd, sizeof cmd, "%s distill %s -o %s >%s.log 2>&1", tutor_bin(), args, a, a);
+    cr_assert(system(cmd) == 0, "uninterrupted run failed (see %s.log)", a);
+    snprintf(cmd, sizeof cmd, "exec %s distill %s -o %s >%s.log 2>&1", tutor_bin(), args, b, b);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    double t0 = tt_now_s();
+    while (checkpoint_step(b) < 15 && tt_now_s() - t0 < 120) usleep(2000);
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+    long at = checkpoint_step(b);
+    cr_assert(at >= 15 && at < 40, "killed at checkpoint %ld", at);
+    snprintf(cmd, sizeof cmd, "%s distill %s -o %s --resume >>%s.log 2>&1", tutor_bin(), args, b, b);
+    cr_assert(system(cmd) == 0, "resumed run failed (see %s.log)", b);
+    char pa[600], pb[600];
+    snprintf(pa, sizeof pa, "%s/model.safetensors", a);
+    snprintf(pb, sizeof pb, "%s/model.safetensors", b);
+    cr_expect(same_bytes(pa, pb), "best students differ after kill at %ld + resume", at);
+    snprintf(pa, sizeof pa, "%s/checkpoint.json", a);
+    size_t n;
+    char *ptr = read_file_text(pa, &n);
+    const char *slot = strstr(ptr, "checkpoint-a") ? "checkpoint-a" : "checkpoint-b";
+    snprintf(pa, sizeof pa, "%s/%s/model.safetensors", a, slot);
+    free(ptr);
+    snprintf(pb, sizeof pb, "%s/checkpoint.json", b);
+    ptr = read_file_text(pb, &n);
+    slot = strstr(ptr, "checkpoint-a") ? "checkpoint-a" : "checkpoint-b";
+    snprintf(pb, sizeof pb, "%s/%s/model.safetensors", b, slot);
+    free(ptr);
+    cr_expect(same_bytes(pa, pb), "last parameters differ after kill + resume");
+    /* metrics.jsonl has the per-step timings */
+    snprintf(pa, sizeof pa, "%s/metrics.jsonl", a);
+    char *m = read_file_text(pa, &n);
+    cr_expect(m && strstr(m, "\"time_teacher_s\"") && strstr(m, "\"time_student_gen_s\"") &&
+              strstr(m, "\"time_student_s\""));
+    free(m);
+    test_rmtree(dir);
+}
+
+Test(distill_cli, clear_errors, .timeout = 120) {
+    ensure_data();
+    char dir[128], teacher[256], train[256], pts[256], cmd[4000], path[300];
+    test_tmpdir(dir, sizeof dir);
+    make_setup(dir, teacher, train, pts);
+    /* a PT file whose id has another source in the gold data */
+    snprintf(path, sizeof path, "%s/other.jsonl", dir);
+    snprintf(cmd, sizeof cmd,
+             "sed -n 1,3p %s > %s && sed -n 4p %s | sed 's/\"source\":\"/\"source\":\"X/' >> %s", pts, path, pts, path);
+    cr_assert(system(cmd) == 0);
+    snprintf(cmd, sizeof cmd, "%s distill --teacher %s --data %s --pt %s -o %s/o1 --max-steps 1 2>%s/err1", tutor_bin(),
+             teacher, train, path, dir, dir);
+    cr_expect(system(cmd) != 0);
+    snprintf(path, sizeof path, "%s/err1", dir);
+    size_t n;
+    char *e = read_file_text(path, &n);
+    cr_expect(e && strstr(e, "other.jsonl:4:") && strstr(e, "other inputs"), "%s", e ? e : "");
+    free(e);
+    /* a broken PT line */
+    snprintf(path, sizeof path, "%s/bad.jsonl", dir);
+    FILE *f = fopen(path, "w");
+    fprintf(f, "{\"source\":\"a\",\"targets\":[\"b\"]}\n{\"source\":\"a\",\"targets\":[]}\n");
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s distill --teacher %s --pt %s -o %s/o2 --max-steps 1 2>%s/err2", tutor_bin(), teacher,
+             path, dir, dir);
+    cr_expect(system(cmd) != 0);
+    snprintf(path, sizeof path, "%s/err2", dir);
+    e = read_file_text(path, &n);
+    cr_expect(e && strstr(e, "bad.jsonl:2:") && strstr(e, "empty"), "%s", e ? e : "");
+    free(e);
+    /* a student with another tokenizer */
+    snprintf(cmd, sizeof cmd,
+             "%s tokenizer train --data %s --vocab 500 -o %s/tok2.json >/dev/null 2>&1 && %s train --tokenizer "
+             "%s/tok2.json --data %s --d-model 16 --layers 1 --heads 2 --ffn 32 --max-steps 1 --max-source-tokens 40 "
+             "--max-target-tokens 16 --no-progress --eval-every 0 -o %s/other >/dev/null 2>&1",
+             tutor_bin(), train, dir, tutor_bin(), dir, train, dir);
+    cr_assert(system(cmd) == 0);
+    snprintf(cmd, sizeof cmd, "%s distill --teacher %s --init %s/other --data %s -o %s/o3 --max-steps 1 2>%s/err3",
+             tutor_bin(), teacher, dir, train, dir, dir);
+    cr_expect(system(cmd) != 0);
+    snprintf(path, sizeof path, "%s/err3", dir);
+    e = read_file_text(path, &n);
+    cr_expect(e && strstr(e, "tokenizer"), "%s", e ? e : "");
+    free(e);
+    /* -o the teacher */
+    snprintf(cmd, sizeof cmd, "%s distill --teacher %s --data %s -o %s --max-steps 1 2>/dev/null", tutor_bin(), teacher,
+             train, teacher);
+    cr_expect(system(cmd) != 0);
+    test_rmtree(dir);
+}
