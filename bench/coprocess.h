@@ -17,7 +17,7 @@ typedef struct {
 
 /* Starts /usr/bin/python3 with argv (argv[0] "python3", NULL-terminated) and waits for its
  * "ready" line. 0 or -1. */
-static int coprocess_start(Coprocess *c, char *const argv[]) {
+static inline int coprocess_start(Coprocess *c, char *const argv[]) {
     int in[2], out[2];
     if (pipe(in) || pipe(out)) return -1;
     pid_t pid = fork();
@@ -40,7 +40,7 @@ static int coprocess_start(Coprocess *c, char *const argv[]) {
     return 0;
 }
 
-static void coprocess_stop(Coprocess *c) {
+static inline void coprocess_stop(Coprocess *c) {
     if (!c->to) return;
     fprintf(c->to, "quit\n");
     fclose(c->to);
@@ -49,19 +49,42 @@ static void coprocess_stop(Coprocess *c) {
     c->to = NULL;
 }
 
-static int bench_cmp_double(const void *a, const void *b) {
+static inline int bench_cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
 
 /* Median of x[0..n) (x is left as it is). */
-static double bench_median(const double *x, int n) {
+static inline double bench_median(const double *x, int n) {
     double *c = malloc(sizeof(double) * (size_t)n);
     memcpy(c, x, sizeof(double) * (size_t)n);
     qsort(c, (size_t)n, sizeof *c, bench_cmp_double);
     double m = n % 2 ? c[n / 2] : 0.5 * (c[n / 2 - 1] + c[n / 2]);
     free(c);
     return m;
+}
+
+/* The machine a benchmark ran on: CPU model and the instruction sets tutor's kernels and
+ * OpenBLAS may use, detected at run time. */
+static inline void bench_print_machine(void) {
+    char model[256] = "unknown", line[512];
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f) {
+        while (fgets(line, sizeof line, f))
+            if (!strncmp(line, "model name", 10)) {
+                char *c = strchr(line, ':');
+                if (c) {
+                    snprintf(model, sizeof model, "%s", c + 2);
+                    model[strcspn(model, "\n")] = 0;
+                }
+                break;
+            }
+        fclose(f);
+    }
+    __builtin_cpu_init();
+    printf("machine: %s; %s%s%s%s; %ld cores online\n", model, __builtin_cpu_supports("avx2") ? "AVX2" : "no AVX2",
+           __builtin_cpu_supports("fma") ? " FMA" : "", __builtin_cpu_supports("avx512f") ? " AVX-512F" : "",
+           __builtin_cpu_supports("avx512vnni") ? " AVX-512-VNNI" : "", sysconf(_SC_NPROCESSORS_ONLN));
 }
 
 #endif

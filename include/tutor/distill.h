@@ -72,6 +72,43 @@ int ptfile_tokenise(const PtFile *f, const Tokenizer *tok, int max_src, int max_
  * into the inputs' pools, which must outlive out. */
 int pairset_concat_view(PairSet *out, const PairSet *a, const PairSet *b);
 
+/* The pairs of the last batch pt_source yielded: their indices in PT set *set (gold first,
+ * then that set's pseudo-targets, as pt_source_new concatenates them). */
+void pt_source_last(const PtSource *s, const size_t **idx, int *count, int *set);
+/* The concatenated pair set k (gold + pts[k]) the source batches from. */
+const PairSet *pt_source_set(const PtSource *s, int k);
+
+/* ---- The teacher's signal, cached (cache.c) --------------------------------------------- */
+
+typedef struct TeacherCache TeacherCache;
+enum { CACHE_EXACT = 0, CACHE_SPARSE = 1 };
+uint64_t model_hash(const Model *m);
+uint64_t pairset_hash(const PairSet *ps);
+/* Runs the teacher over every pair (inference) and writes, atomically, each target token's
+ * final hidden state (exact) or top-k log-probabilities (sparse). 0 or -1. */
+int teacher_cache_build(const char *path, Model *teacher, const PairSet *ps, int kind, int top_k, int batch_tokens,
+                        int max_batch);
+/* Maps a cache and checks it (magic, sizes, offsets, ids); teacher / ps (either may be NULL)
+ * must be what it was made from (the teacher's hash, the pairs' hash). NULL with a reason. */
+TeacherCache *teacher_cache_open(const char *path, const Model *teacher, const PairSet *ps);
+void teacher_cache_free(TeacherCache *c);
+int teacher_cache_kind(const TeacherCache *c);
+int teacher_cache_width(const TeacherCache *c);
+uint64_t teacher_cache_pairs(const TeacherCache *c);
+void teacher_cache_pair(const TeacherCache *c, size_t p, uint64_t *first, int *n);
+const float *teacher_cache_row(const TeacherCache *c, uint64_t row);
+const int32_t *teacher_cache_ids(const TeacherCache *c, uint64_t row);
+
+/* Forward KL against a sparse teacher: its top-k log-probabilities (ids, logp) and the rest of
+ * its mass as one bucket, against the student's logits s (tau 1): the KL between the two
+ * (k+1)-class distributions. g as kd_token. */
+double kd_token_sparse(const int32_t *ids, const float *logp, int k, const real *s, int V, real *g, double scale);
+/* The sparse cache's bias, measured with the live teacher on the first n pairs of ps: mean
+ * per-token full KL(p || q), bucket KL and naive truncated top-k KL (which can go negative),
+ * q the student's. 0 or -1. */
+int teacher_cache_sparse_bias(const TeacherCache *c, Model *teacher, Model *student, const PairSet *ps, size_t n,
+                              double *full, double *bucket, double *truncated, long *tokens);
+
 /* ---- Students ---------------------------------------------------------------------------- */
 
 /* Parses "0,-1" (negative counts from the end) into sorted unique layer indices of a stack
@@ -103,6 +140,11 @@ typedef struct {
     uint64_t seed;
     int max_source_tokens, max_target_tokens;
     int autoscale;         /* scale CE and KD to equal size, measured on the first batches */
+    /* the teacher's signal from caches instead of its forward (NULL: live): caches[k] for PT set
+     * k of source; student pseudo-target batches always use the live teacher */
+    TeacherCache *const *caches;
+    int n_caches;
+    const PtSource *source;
 } DistillLossOptions;
 
 void distill_loss_options_default(DistillLossOptions *o);

@@ -62,6 +62,13 @@ static void usage(FILE *f) {
             "student pseudo-targets (student-pt, joint, gkd):\n"
             "  --student-fraction X     alpha (joint) or lambda (gkd) (0.5)\n"
             "  --student-temperature T (1) --student-top-p P (1)   how the student samples\n"
+            "the teacher's signal, cached (for the data's targets; student PTs use the live teacher):\n"
+            "  --teacher-cache exact|sparse   exact: each target token's final teacher hidden state (the\n"
+            "                           loss equals the live one to float rounding); sparse: top-k\n"
+            "                           log-probabilities plus the rest as one bucket (fkl at tau 1; its\n"
+            "                           bias against the live teacher is measured and logged)\n"
+            "  --cache-top-k K (20) --cache-dir DIR (OUT_DIR/teacher-cache): built when missing, checked\n"
+            "                           against the teacher and the pairs when present\n"
             "model selection and the end:\n"
             "  --select rougeL|loss     best model by dev ROUGE-L of greedy outputs on the first\n"
             "                           --dev-rouge-examples (300) dev pairs (default), or dev loss\n"
@@ -78,6 +85,8 @@ typedef struct {
     long rouge_examples;
     DistillLossOptions lo;
     int kd_weight_set, ce_weight_set, objective_set, beta_set;
+    const char *cache_kind, *cache_dir;
+    int cache_top_k;
 } DistillArgs;
 
 static int num_flag(const char *a, const char *v, double lo, double hi, double *out) {
@@ -99,7 +108,8 @@ static int distill_flags(void *ctx, int *i, int argc, char **argv) {
                                              "--skew", "--teacher-top-p", "--kd-weight", "--ce-weight",
                                              "--student-fraction", "--student-temperature", "--student-top-p",
                                              "--select", "--dev-rouge-examples", "--final-finetune-epochs",
-                                             "--max-train-examples", "--max-dev-examples", NULL};
+                                             "--max-train-examples", "--max-dev-examples", "--teacher-cache",
+                                             "--cache-top-k", "--cache-dir", NULL};
     if (!strcmp(a, "--no-gold")) return d->no_gold = 1, 1;
     if (!strcmp(a, "--autoscale")) return d->lo.autoscale = 1, 1;
     int known = 0;
@@ -118,6 +128,16 @@ static int distill_flags(void *ctx, int *i, int argc, char **argv) {
             return -1;
         }
         d->method = v;
+    } else if (!strcmp(a, "--teacher-cache")) {
+        if (strcmp(v, "exact") && strcmp(v, "sparse")) {
+            fprintf(stderr, "tutor: distill: --teacher-cache is exact or sparse, not '%s'\n", v);
+            return -1;
+        }
+        d->cache_kind = v;
+    } else if (!strcmp(a, "--cache-dir")) d->cache_dir = v;
+    else if (!strcmp(a, "--cache-top-k")) {
+        if (num_flag(a, v, 1, 100000, &x) || x != floor(x)) return -1;
+        d->cache_top_k = (int)x;
     } else if (!strcmp(a, "--keep-decoder-layers")) d->keep_dec = v;
     else if (!strcmp(a, "--keep-encoder-layers")) d->keep_enc = v;
     else if (!strcmp(a, "--pt")) {
@@ -239,6 +259,7 @@ int cmd_distill(int argc, char **argv) {
     d.c = &c;
     d.rouge_examples = 300;
     d.method = "kd";
+    d.cache_top_k = 20;
     distill_loss_options_default(&d.lo);
     int pr = train_cli_parse(&c, "distill", argc, argv, usage, distill_flags, &d);
     if (pr) {
@@ -288,6 +309,8 @@ int cmd_distill(int argc, char **argv) {
     DistillLoss *loss = NULL;
     Trainer *t = NULL;
     const char **refs = NULL;
+    TeacherCache **caches = NULL;
+    int n_caches = 0;
     char tpath[4200];
     if (same_file(c.o.out_dir, d.teacher_dir)) {
         tt_err("-o %s is the teacher: distillation would write over it", c.o.out_dir);
@@ -423,6 +446,57 @@ int cmd_distill(int argc, char **argv) {
     BatchSource bs = pt_source_iface(src);
     int mB, mS, mT;
     bs.max_shape(bs.ctx, &mB, &mS, &mT);
+    if (d.cache_kind) {
+        if (lo->w_kd == 0) {
+            tt_err("--teacher-cache: fine-tuning (--method ft) uses no teacher signal");
+            goto done;
+        }
+        if (lo->noisy) {
+            tt_err("--teacher-cache: noisy KD draws new teacher dropout every step; a cache cannot hold it");
+            goto done;
+        }
+        char dirbuf[4200];
+        const char *cdir = d.cache_dir;
+        if (!cdir) {
+            snprintf(dirbuf, sizeof dirbuf, "%s/teacher-cache", c.o.out_dir);
+            cdir = dirbuf;
+        }
+        if (make_dirs(cdir)) goto done;
+        int kind = !strcmp(d.cache_kind, "exact") ? CACHE_EXACT : CACHE_SPARSE;
+        int n_sets = K > 0 ? K : 1;
+        caches = calloc((size_t)n_sets, sizeof *caches);
+        if (!caches) {
+            tt_err("out of memory");
+            goto done;
+        }
+        for (int k = 0; k < n_sets; k++) {
+            char path[4400];
+            if (kind == CACHE_EXACT) snprintf(path, sizeof path, "%s/exact-%d.bin", cdir, k);
+            else snprintf(path, sizeof path, "%s/sparse-top%d-%d.bin", cdir, d.cache_top_k, k);
+            const PairSet *set = pt_source_set(src, k);
+            if (!file_exists(path) &&
+                teacher_cache_build(path, teacher, set, kind, d.cache_top_k, c.o.batch_tokens, c.o.max_batch))
+                goto done;
+            caches[k] = teacher_cache_open(path, teacher, set);
+            if (!caches[k]) goto done;
+            n_caches++;
+        }
+        if (kind == CACHE_SPARSE) {
+            double full, bucket, trunc;
+            long ntok;
+            if (teacher_cache_sparse_bias(caches[0], teacher, student, pt_source_set(src, 0), 200, &full, &bucket,
+                                          &trunc, &ntok))
+                goto done;
+            tt_info("sparse teacher cache (top %d) against the live teacher on %ld tokens of the first 200 pairs, "
+                    "with the initial student: KL %.5f (full), %.5f (top-k + rest bucket: bias %+.5f, %+.2f%%), "
+                    "%.5f (truncated top-k without the bucket: bias %+.5f)",
+                    d.cache_top_k, ntok, full, bucket, bucket - full, full > 0 ? 100 * (bucket - full) / full : 0,
+                    trunc, trunc - full);
+        }
+        lo->caches = caches;
+        lo->n_caches = n_caches;
+        lo->source = src;
+    }
     lo->teacher = teacher;
     lo->seed = c.o.seed;
     lo->max_source_tokens = c.o.max_source_tokens;
@@ -500,6 +574,8 @@ done:
     if (rc < 0) fprintf(stderr, "tutor: %s\n", tt_errmsg());
     trainer_close(t);
     distill_loss_free(loss);
+    for (int k = 0; k < n_caches; k++) teacher_cache_free(caches[k]);
+    free(caches);
     pt_source_free(src);
     if (merged)
         for (int k = 0; k < K; k++) free(merged[k].items);

@@ -29,6 +29,10 @@ struct DistillLoss {
     /* the rows' weights and labels of the current batch */
     const Batch *cur;
     int ce_only;
+    /* the teacher's signal from a cache for this batch */
+    const TeacherCache *cache; /* NULL: live */
+    real *hbuf;                /* exact: gathered hidden states (rows, C) */
+    uint64_t *crow;            /* the cache row of each labelled row */
     /* student pseudo-targets */
     Generator *gen;
     BatchBuf sbb;
@@ -116,6 +120,8 @@ void distill_loss_free(DistillLoss *l) {
     free(l->row_loss);
     free(l->row_kd);
     free(l->row_ce);
+    tt_free(l->hbuf);
+    free(l->crow);
     generator_free(l->gen);
     batchbuf_free(&l->sbb);
     free(l->sps.items);
@@ -156,7 +162,7 @@ DistillLoss *distill_loss_new(const DistillLossOptions *o, Model *student, int m
     }
     if (kd_objective_check(&o->obj)) return NULL;
     if (!(o->w_kd >= 0 && o->w_ce >= 0 && o->w_kd + o->w_ce > 0))
-        return tt_err("loss weights must be >= 0 and not both 0 (kd %g, ce %g)", o->w_kd, o->w_ce), NULL;
+        return tt_err("--kd-weight %g and --ce-weight %g: the loss weights must be >= 0 and not both 0", o->w_kd, o->w_ce), NULL;
     if (!(o->student_fraction >= 0 && o->student_fraction <= 1))
         return tt_err("the student fraction %g is outside [0, 1]", o->student_fraction), NULL;
     DistillLoss *l = calloc(1, sizeof *l);
@@ -174,6 +180,25 @@ DistillLoss *distill_loss_new(const DistillLossOptions *o, Model *student, int m
     l->row_loss = malloc(sizeof(double) * (size_t)l->chunk_rows);
     l->row_kd = malloc(sizeof(double) * (size_t)l->chunk_rows);
     l->row_ce = malloc(sizeof(double) * (size_t)l->chunk_rows);
+    if (o->n_caches > 0) {
+        if (!o->source) return tt_err("distillation: a teacher cache needs its batch source"), distill_loss_free(l), NULL;
+        if (o->obj.kind != KD_FKL && teacher_cache_kind(o->caches[0]) == CACHE_SPARSE)
+            return tt_err("the sparse teacher cache holds top-k log-probabilities at tau 1: only --objective fkl "
+                          "with --tau 1 uses it"), distill_loss_free(l), NULL;
+        if (teacher_cache_kind(o->caches[0]) == CACHE_SPARSE && o->obj.tau != 1)
+            return tt_err("the sparse teacher cache holds log-probabilities at tau 1: --tau must be 1"),
+                   distill_loss_free(l), NULL;
+        if (teacher_cache_kind(o->caches[0]) == CACHE_SPARSE && o->obj.top_p < 1)
+            return tt_err("--teacher-top-p does not apply to the sparse cache (it is already top-k)"),
+                   distill_loss_free(l), NULL;
+        l->crow = malloc(sizeof(uint64_t) * (size_t)cells);
+        if (teacher_cache_kind(o->caches[0]) == CACHE_EXACT)
+            l->hbuf = tt_alloc(sizeof(real) * (size_t)cells * (size_t)sc->d_model);
+        if (!l->crow || (teacher_cache_kind(o->caches[0]) == CACHE_EXACT && !l->hbuf)) {
+            tt_err("out of memory");
+            goto fail;
+        }
+    }
     if (!l->rows || !l->w || !l->t_logits || !l->row_loss || !l->row_kd || !l->row_ce || ensure_scratch(l)) {
         tt_err("out of memory");
         goto fail;
@@ -236,7 +261,7 @@ static void chunk_rows_fn(int begin, int end, int part, void *arg) {
         real *z = j->logits + (long)r * V;
         int row = j->rows[r];
         int y = b->labels[row];
-        double wr = l->ce_only ? 1.0 : l->w[row];
+        double wr = l->ce_only ? 1.0 : l->w[j->rows - l->rows + r];
         double a_kd = l->o.w_kd * l->scale_kd * wr, a_ce = l->o.w_ce * l->scale_ce * wr;
         double ce = 0, kd = 0;
         double mean_lq = 0;
@@ -253,7 +278,11 @@ static void chunk_rows_fn(int begin, int end, int part, void *arg) {
             mean_lq /= V;
             ce = -(1 - eps) * lq1[y] - eps * mean_lq;
         }
-        if (l->o.w_kd > 0) {
+        if (l->o.w_kd > 0 && l->cache && teacher_cache_kind(l->cache) == CACHE_SPARSE) {
+            uint64_t cr = l->crow[j->rows - l->rows + r];
+            kd = kd_token_sparse(teacher_cache_ids(l->cache, cr), teacher_cache_row(l->cache, cr),
+                                 teacher_cache_width(l->cache), z, V, j->grad ? z : NULL, a_kd);
+        } else if (l->o.w_kd > 0) {
             kd = kd_token(&l->o.obj, l->t_logits + (long)r * V, z, V, scratch, j->grad ? z : NULL, a_kd);
         } else if (j->grad) {
             for (int v = 0; v < V; v++) z[v] = 0;
@@ -270,13 +299,22 @@ static void chunk_rows_fn(int begin, int end, int part, void *arg) {
 
 static double token_loss_fn(void *ctx, const int *rows, int n, real *logits, int grad) {
     DistillLoss *l = ctx;
-    if (l->o.w_kd > 0) model_logits_rows(l->o.teacher, rows, n, l->t_logits);
+    if (l->o.w_kd > 0 && l->cache) {
+        if (teacher_cache_kind(l->cache) == CACHE_EXACT) {
+            /* the teacher's own output layer on its cached final hidden states */
+            const Model *t = l->o.teacher;
+            linear_forward(l->t_logits, l->V, l->hbuf + (long)(rows - l->rows) * t->cfg.d_model, t->p.lm_head,
+                           t->p.final_logits_bias, n, t->cfg.d_model, l->V, W_OUT_IN);
+        }
+    } else if (l->o.w_kd > 0) {
+        model_logits_rows(l->o.teacher, rows, n, l->t_logits);
+    }
     ChunkJob j = {l, rows, logits, grad};
     tt_parallel_range(n, chunk_rows_fn, &j);
     double total = 0;
     for (int r = 0; r < n; r++) {
         total += l->row_loss[r];
-        double wr = l->ce_only ? 1.0 : l->w[rows[r]];
+        double wr = l->ce_only ? 1.0 : l->w[rows - l->rows + r];
         l->log_kd += wr * l->row_kd[r];
         l->log_ce += wr * l->row_ce[r];
         if (l->batches <= AUTOSCALE_BATCHES) {
@@ -345,6 +383,38 @@ static int student_batch(DistillLoss *l, Model *m, const Batch *b, uint64_t k, c
     return 0;
 }
 
+/* ---- the teacher's signal from a cache ---- */
+
+static int cache_rows(DistillLoss *l, const Batch *b, long n) {
+    const size_t *idx;
+    int count, set;
+    pt_source_last(l->o.source, &idx, &count, &set);
+    if (set >= l->o.n_caches) return tt_err("no teacher cache for pseudo-target set %d", set);
+    if (count != b->B) return tt_err("teacher cache: the batch has %d sequences, the source's last %d", b->B, count);
+    const TeacherCache *c = l->o.caches[set];
+    int C = l->o.teacher->cfg.d_model;
+    long r = 0;
+    for (int i = 0; i < b->B; i++) {
+        uint64_t first;
+        int nc;
+        if (idx[i] >= teacher_cache_pairs(c)) return tt_err("teacher cache: pair %zu is not in it", idx[i]);
+        teacher_cache_pair(c, idx[i], &first, &nc);
+        for (int j = 0; j < nc; j++, r++) {
+            if (r >= n || l->rows[r] / b->T != i)
+                return tt_err("teacher cache: pair %zu has %d cached tokens, not what its batch row holds", idx[i], nc);
+            l->crow[r] = first + (uint64_t)j;
+            if (l->hbuf) {
+                const float *h = teacher_cache_row(c, first + (uint64_t)j);
+                real *d = l->hbuf + r * C;
+                for (int k = 0; k < C; k++) d[k] = (real)h[k];
+            }
+        }
+    }
+    if (r != n) return tt_err("teacher cache: %ld cached tokens for %ld labelled rows", r, n);
+    l->cache = c;
+    return 0;
+}
+
 /* ---- the step ---- */
 
 static int dl_step(void *ctx, Model *m, const Batch *b, double *loss_sum, double *weight) {
@@ -359,15 +429,20 @@ static int dl_step(void *ctx, Model *m, const Batch *b, double *loss_sum, double
         l->n_student_batches++;
         l->log_student_batches++;
     }
-    if (l->o.w_kd > 0) {
+    int n_seq;
+    long n = batch_label_rows(use, l->rows, l->w, &n_seq);
+    l->cache = NULL;
+    if (l->o.w_kd > 0 && l->o.n_caches > 0 && use == b) {
+        double t0 = tt_now_s();
+        if (cache_rows(l, use, n)) return -1;
+        l->t_teacher += tt_now_s() - t0;
+    } else if (l->o.w_kd > 0) {
         double t0 = tt_now_s();
         if (model_forward(l->o.teacher, use, l->o.noisy ? FWD_NOISY : FWD_INFER)) return -1;
         l->t_teacher += tt_now_s() - t0;
     }
     double t0 = tt_now_s();
     if (model_forward(m, use, FWD_TRAIN)) return -1;
-    int n_seq;
-    long n = batch_label_rows(use, l->rows, l->w, &n_seq);
     l->cur = use;
     l->ce_only = l->o.w_kd == 0;
     double loss = n ? model_token_loss(m, l->rows, n, token_loss_fn, l, 1) : 0;

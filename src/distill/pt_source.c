@@ -17,6 +17,8 @@ struct PtSource {
     Batcher **batchers;
     BatchBuf bb;
     uint64_t epoch;      /* epoch of the next batch */
+    size_t *last_idx;    /* a copy: seeking the next epoch's batcher replans its arrays */
+    int last_count, last_cap, last_set;
     int B, S, T;
 };
 
@@ -40,6 +42,7 @@ void pt_source_free(PtSource *s) {
     }
     free(s->batchers);
     free(s->combined);
+    free(s->last_idx);
     batchbuf_free(&s->bb);
     free(s);
 }
@@ -107,6 +110,13 @@ static int pts_next(void *ctx, const Batch **b, long *n_target) {
     int count;
     int rc = batcher_next(s->batchers[k], &idx, &count);
     if (rc < 0 || batch_assemble(&s->bb, s->c, &s->combined[k], idx, count)) return -1;
+    if (count > s->last_cap) {
+        size_t *ni = realloc(s->last_idx, sizeof(size_t) * (size_t)count);
+        if (!ni) return tt_err("out of memory");
+        s->last_idx = ni, s->last_cap = count;
+    }
+    memcpy(s->last_idx, idx, sizeof(size_t) * (size_t)count);
+    s->last_count = count, s->last_set = k;
     if (rc == 1) {
         s->epoch++;
         if (batcher_seek(current(s), s->epoch, 0)) return -1;
@@ -115,6 +125,12 @@ static int pts_next(void *ctx, const Batch **b, long *n_target) {
     *n_target = s->bb.n_target_tokens;
     return rc;
 }
+
+void pt_source_last(const PtSource *s, const size_t **idx, int *count, int *set) {
+    *idx = s->last_idx, *count = s->last_count, *set = s->last_set;
+}
+
+const PairSet *pt_source_set(const PtSource *s, int k) { return k >= 0 && k < s->n_sets ? &s->combined[k] : NULL; }
 
 static void pts_position(void *ctx, uint64_t *epoch, double *frac) {
     PtSource *s = ctx;

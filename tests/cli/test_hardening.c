@@ -225,7 +225,8 @@ Test(hardening, numeric_flag_scan, .timeout = 600) {
         const char *cmd, *base;
         const char *flags[32];
     } Scan;
-    char train_base[1024], gen_base[1024], eval_base[1024], tune_base[1024], tok_base[1024], pre_base[1024];
+    char train_base[1024], gen_base[1024], eval_base[1024], tune_base[1024], tok_base[1024], pre_base[1024],
+        distill_base[1024];
     snprintf(train_base, sizeof train_base,
              "train --tokenizer %s --data %s -o %s/scan-train --d-model 16 --layers 1 --heads 2 --ffn 32 --max-steps 2 "
              "--max-source-tokens 32 --max-target-tokens 16 --no-progress",
@@ -234,6 +235,10 @@ Test(hardening, numeric_flag_scan, .timeout = 600) {
              "pretrain --tokenizer %s --data %s -o %s/scan-pre --d-model 16 --layers 1 --heads 2 --ffn 32 --max-steps 2 "
              "--max-source-tokens 32 --no-progress",
              e.tok, dev, e.dir);
+    snprintf(distill_base, sizeof distill_base,
+             "distill --teacher %s --data %s -o %s/scan-distill --keep-decoder-layers 0 --max-steps 2 "
+             "--max-source-tokens 32 --max-target-tokens 16 --no-progress --eval-every 0",
+             e.model, dev, e.dir);
     snprintf(gen_base, sizeof gen_base, "generate --model %s --input %s -o %s --threads 1", e.model, dev, gen_out);
     snprintf(eval_base, sizeof eval_base, "eval --model %s --data %s --no-speed --threads 1 -q --resamples 10", e.model,
              dev);
@@ -256,6 +261,9 @@ Test(hardening, numeric_flag_scan, .timeout = 600) {
                              "--resamples", "--seed", "--no-repeat-ngram", NULL}},
         {"tune", tune_base, {"--max-examples", "--max-source-tokens", "--batch-size", "--threads", NULL}},
         {"tokenizer", tok_base, {"--vocab", "--min-frequency", NULL}},
+        {"distill", distill_base, {"--tau", "--beta", "--skew", "--teacher-top-p", "--kd-weight", "--ce-weight",
+                                   "--student-fraction", "--student-temperature", "--student-top-p",
+                                   "--final-finetune-epochs", "--dev-rouge-examples", "--max-minutes", NULL}},
     };
     const char *values[] = {"-1", "0", "nan", "inf", "1e30", "text"};
     int runs = 0, refused = 0, worked = 0;

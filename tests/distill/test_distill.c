@@ -330,6 +330,35 @@ Test(distill_loss, zero_for_the_teacher_itself_and_gradient_checks) {
     for (size_t i = 0; i < same->n_params; i++) gmax = fmax(gmax, fabs(same->grads[i]));
     cr_expect(gmax < 1e-5, "gradient %g for a student equal to the teacher", gmax);
     distill_loss_free(l);
+    /* the loss of a student that is not the teacher, against the definition computed here:
+     * per sequence the mean over its target tokens of KL(p || q), summed over sequences */
+    {
+        DistillLoss *l2 = distill_loss_new(&o, s, 5, 8, 6);
+        double got = dl_loss(l2, s, &bb.batch, 1);
+        const Batch *b = &bb.batch;
+        long cells = (long)b->B * b->T;
+        real *lt = malloc(sizeof(real) * (size_t)cells * c.vocab_size), *ls = malloc(sizeof(real) * (size_t)cells * c.vocab_size);
+        TEST_ASSERT_OK(model_forward(t, b, FWD_INFER));
+        model_logits(t, 0, (int)cells, lt);
+        TEST_ASSERT_OK(model_forward(s, b, FWD_INFER));
+        model_logits(s, 0, (int)cells, ls);
+        double want = 0, scratch[5 * 48];
+        for (int i = 0; i < b->B; i++) {
+            double sum = 0;
+            int len = 0;
+            for (int p = 0; p < b->T; p++) {
+                long r = (long)i * b->T + p;
+                if (b->labels[r] == -100) continue;
+                sum += kd_token(&o.obj, lt + r * c.vocab_size, ls + r * c.vocab_size, c.vocab_size, scratch, NULL, 1);
+                len++;
+            }
+            if (len) want += sum / len;
+        }
+        cr_expect(fabs(got - want) <= 1e-6 * want, "distillation loss %.9g, definition %.9g", got, want);
+        free(lt);
+        free(ls);
+        distill_loss_free(l2);
+    }
     /* a mix of KD (JSD) and CE through the whole student, against finite differences on the
      * parameters with the largest gradients */
     o.obj.kind = KD_JSD;
@@ -537,4 +566,123 @@ Test(distill_cli, clear_errors, .timeout = 120) {
              train, teacher);
     cr_expect(system(cmd) != 0);
     test_rmtree(dir);
+}
+
+/* ---- the teacher caches ---- */
+
+Test(cache, exact_cache_loss_equals_the_live_teacher) {
+    ModelConfig c = tiny_config(ARCH_MBART, 48, 1, 2, 0);
+    Model *t = model_new(&c, 21), *s1 = model_new(&c, 22), *s2 = model_new(&c, 22), *other = model_new(&c, 23);
+    model_alloc_grads(s1);
+    model_alloc_grads(s2);
+    PairSet gold, pt;
+    make_pairs(&gold, 9, 30, 4);
+    make_pairs(&pt, 13, 31, 5);
+    PtSource *src = pt_source_new(&gold, &pt, 1, &c, 60, 8, 8, 6, 2);
+    cr_assert(src, "%s", tt_errmsg());
+    char dir[128], path[300];
+    test_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/exact.bin", dir);
+    TEST_ASSERT_OK(teacher_cache_build(path, t, pt_source_set(src, 0), CACHE_EXACT, 0, 40, 3));
+    TeacherCache *tc = teacher_cache_open(path, t, pt_source_set(src, 0));
+    cr_assert(tc, "%s", tt_errmsg());
+    /* another teacher, or other pairs, are refused */
+    cr_expect(teacher_cache_open(path, other, NULL) == NULL && strstr(tt_errmsg(), "another teacher"), "%s", tt_errmsg());
+    cr_expect(teacher_cache_open(path, NULL, &gold) == NULL && strstr(tt_errmsg(), "other pairs"), "%s", tt_errmsg());
+    DistillLossOptions o;
+    distill_loss_options_default(&o);
+    o.teacher = t;
+    o.obj.tau = 2;
+    o.w_ce = 0.5;
+    o.max_source_tokens = 8, o.max_target_tokens = 6;
+    DistillLoss *live = distill_loss_new(&o, s1, 8, 8, 6);
+    TeacherCache *caches[1] = {tc};
+    o.caches = caches, o.n_caches = 1, o.source = src;
+    DistillLoss *cached = distill_loss_new(&o, s2, 8, 8, 6);
+    cr_assert(live && cached, "%s", tt_errmsg());
+    BatchSource bs = pt_source_iface(src);
+    TrainLoss ll = distill_loss_iface(live), lc = distill_loss_iface(cached);
+    for (int k = 0; k < 6; k++) {
+        const Batch *b;
+        long nt;
+        cr_assert(bs.next(bs.ctx, &b, &nt) >= 0);
+        double a, wa, x, wx;
+        model_zero_grads(s1);
+        model_zero_grads(s2);
+        TEST_ASSERT_OK(ll.step(ll.ctx, s1, b, &a, &wa));
+        TEST_ASSERT_OK(lc.step(lc.ctx, s2, b, &x, &wx));
+
+        cr_expect(wa == wx);
+        cr_expect(fabs(a - x) <= 1e-6 * fabs(a), "batch %d: live loss %.10g, cached %.10g", k, a, x);
+        double md = 0, mr = 0;
+        for (size_t i = 0; i < s1->n_params; i++) {
+            md = fmax(md, fabs(s1->grads[i] - s2->grads[i]));
+            mr = fmax(mr, fabs(s1->grads[i]));
+        }
+        cr_expect(md <= 1e-5 * mr, "batch %d: gradients differ by %g (scale %g)", k, md, mr);
+    }
+    /* a corrupt file is refused with a reason */
+    snprintf(path, sizeof path, "%s/exact.bin", dir);
+    FILE *f = fopen(path, "r+b");
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fclose(f);
+    cr_assert(truncate(path, size - 3) == 0);
+    cr_expect(teacher_cache_open(path, t, NULL) == NULL && strstr(tt_errmsg(), "truncated"), "%s", tt_errmsg());
+    distill_loss_free(live);
+    distill_loss_free(cached);
+    teacher_cache_free(tc);
+    pt_source_free(src);
+    pairset_free(&gold);
+    pairset_free(&pt);
+    model_free(t);
+    model_free(s1);
+    model_free(s2);
+    model_free(other);
+    test_rmtree(dir);
+}
+
+Test(cache, sparse_kl_is_the_bucketed_kl_and_its_gradient) {
+    enum { VV = 29 };
+    real t[VV], s[VV], g[VV];
+    Rng r;
+    rng_seed(&r, 5);
+    for (int v = 0; v < VV; v++) t[v] = (real)(2 * rng_normal(&r)), s[v] = (real)(2 * rng_normal(&r));
+    /* top-k of the teacher */
+    double mx = -INFINITY, z = 0;
+    for (int v = 0; v < VV; v++) mx = fmax(mx, t[v]);
+    for (int v = 0; v < VV; v++) z += exp(t[v] - mx);
+    int32_t ids[VV];
+    float lp[VV];
+    for (int v = 0; v < VV; v++) ids[v] = v;
+    for (int i = 0; i < VV; i++)
+        for (int j = i + 1; j < VV; j++)
+            if (t[ids[j]] > t[ids[i]]) {
+                int32_t x = ids[i];
+                ids[i] = ids[j];
+                ids[j] = x;
+            }
+    for (int v = 0; v < VV; v++) lp[v] = (float)(t[ids[v]] - mx - log(z));
+    /* k = V is the full forward KL */
+    KdObjective o;
+    kd_objective_default(&o);
+    double scratch[5 * VV];
+    double full = kd_token(&o, t, s, VV, scratch, NULL, 1);
+    cr_expect(fabs(kd_token_sparse(ids, lp, VV, s, VV, NULL, 1) - full) < 1e-6, "k = V differs from the full KL");
+    /* k = 5: a (k+1)-class KL, below the full one, never negative; gradient by differences */
+    int k = 5;
+    double sp = kd_token_sparse(ids, lp, k, s, VV, g, 1);
+    cr_expect(sp >= 0 && sp <= full + 1e-9, "bucket KL %g, full %g", sp, full);
+    for (int v = 0; v < VV; v++) {
+        real keep = s[v];
+        s[v] = keep + 1e-2f;
+        double up = kd_token_sparse(ids, lp, k, s, VV, NULL, 1);
+        real hu = s[v] - keep;
+        s[v] = keep - 1e-2f;
+        double dn = kd_token_sparse(ids, lp, k, s, VV, NULL, 1);
+        real hd = keep - s[v];
+        s[v] = keep;
+        double fd = (up - dn) / ((double)hu + hd);
+        cr_expect(fabs(fd - g[v]) < 2e-3 * fmax(1e-2, fabs(g[v])), "token %d: gradient %g, differences %g", v, g[v], fd);
+    }
 }

@@ -1,0 +1,100 @@
+/* distill-speed.c: what a word-level KD step costs next to its parts, on the study's shapes:
+ * teacher mBART-style d_model 256, 4+4 layers, 4 heads, FFN 1024, vocabulary 8000; student the
+ * teacher shrunk to decoder layers 0 and 3 (tutor distill's default); batch 16 x (128 source,
+ * 32 target) tokens; no dropout. Times, in one run and interleaved step by step: the
+ * teacher's inference forward alone, the student's forward + backward with cross-entropy
+ * alone, and a full KD step (tutor distill's loss: teacher forward, student forward, forward
+ * KL on every target token over the vocabulary, backward). Prints
+ *   ratio = KD step / (teacher forward + student forward-backward)   (the bar: <= 1.3)
+ * then the same for a step whose teacher signal comes from the exact cache (not built yet).
+ * Usage: distill-speed [--steps N] [--threads N] */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coprocess.h"
+#include "tutor/distill.h"
+
+enum { B = 16, S = 128, T = 32 };
+
+int main(int argc, char **argv) {
+    int steps = 7, threads = 1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "usage: distill-speed [--steps N (>= 3)] [--threads N]\n");
+            return 2;
+        }
+    }
+    if (steps < 3) steps = 3;
+    tt_set_threads(threads);
+    bench_print_machine();
+    ModelConfig cfg;
+    model_config_default(&cfg, ARCH_MBART);
+    cfg.vocab_size = 8000, cfg.d_model = 256;
+    cfg.enc_layers = cfg.dec_layers = 4;
+    cfg.enc_heads = cfg.dec_heads = 4;
+    cfg.enc_ffn = cfg.dec_ffn = 1024;
+    cfg.dropout = cfg.attn_dropout = cfg.act_dropout = 0;
+    cfg.pad_id = 1, cfg.bos_id = 0, cfg.eos_id = 2, cfg.decoder_start_id = 2;
+    Model *teacher = model_new(&cfg, 1);
+    int keep[2] = {0, 3};
+    Model *student = teacher ? model_shrink(teacher, NULL, 0, keep, 2) : NULL;
+    if (!student || model_alloc_grads(student)) {
+        fprintf(stderr, "distill-speed: %s\n", tt_errmsg());
+        return 1;
+    }
+    static int src[B * S], src_mask[B * S], tgt_in[B * T], labels[B * T];
+    Rng rng;
+    rng_seed(&rng, 3);
+    for (int i = 0; i < B * S; i++) src[i] = 4 + (int)rng_below(&rng, 7996), src_mask[i] = 1;
+    for (int i = 0; i < B * T; i++) labels[i] = 4 + (int)rng_below(&rng, 7996);
+    model_decoder_inputs(&cfg, labels, B, T, tgt_in);
+    Batch batch = {B, S, T, src, src_mask, tgt_in, NULL, labels};
+    DistillLossOptions o;
+    distill_loss_options_default(&o);
+    o.teacher = teacher;
+    o.max_source_tokens = S, o.max_target_tokens = T;
+    DistillLoss *dl = distill_loss_new(&o, student, B, S, T);
+    if (!dl) {
+        fprintf(stderr, "distill-speed: %s\n", tt_errmsg());
+        return 1;
+    }
+    TrainLoss loss = distill_loss_iface(dl);
+    double *tt = calloc((size_t)steps, sizeof(double)), *ts = calloc((size_t)steps, sizeof(double)),
+           *tk = calloc((size_t)steps, sizeof(double));
+    for (int i = -1; i < steps; i++) {
+        double t0 = tt_now_s();
+        model_forward(teacher, &batch, FWD_INFER);
+        double t1 = tt_now_s();
+        model_zero_grads(student);
+        model_forward(student, &batch, FWD_TRAIN);
+        model_xent(student, &batch, 0, 1, 1, NULL);
+        model_backward(student, &batch);
+        double t2 = tt_now_s();
+        model_zero_grads(student);
+        double sum, w;
+        if (loss.step(loss.ctx, student, &batch, &sum, &w)) {
+            fprintf(stderr, "distill-speed: %s\n", tt_errmsg());
+            return 1;
+        }
+        double t3 = tt_now_s();
+        if (i >= 0) tt[i] = t1 - t0, ts[i] = t2 - t1, tk[i] = t3 - t2;
+        fprintf(stderr, "step %d: teacher forward %.3fs, student fwd+bwd %.3fs, KD step %.3fs\n", i, t1 - t0, t2 - t1,
+                t3 - t2);
+    }
+    double mt = bench_median(tt, steps), ms = bench_median(ts, steps), mk = bench_median(tk, steps);
+    printf("teacher %zu parameters, student %zu (decoder layers 0 and 3 of 4); batch %d x (%d src, %d tgt); %d "
+           "threads; median of %d steps after 1 warm-up\n",
+           teacher->n_params, student->n_params, B, S, T, threads, steps);
+    printf("teacher forward %.3f s, student forward+backward %.3f s, sum %.3f s; KD step (live teacher) %.3f s\n", mt,
+           ms, mt + ms, mk);
+    printf("ratio %.2f  (live KD step / (teacher forward + student forward-backward); bar <= 1.3)\n", mk / (mt + ms));
+    printf("ratio n/a  (KD step from the exact teacher cache / live step: the cache is not built yet)\n");
+    distill_loss_free(dl);
+    model_free(student);
+    model_free(teacher);
+    free(tt), free(ts), free(tk);
+    return 0;
+}

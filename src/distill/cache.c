@@ -1,0 +1,387 @@
+/* cache.c: the teacher's signal on a fixed set of pairs, computed once. Most of a KD step's
+ * cost is the teacher's forward; when the targets are fixed (gold, teacher pseudo-targets)
+ * its output on them never changes. Two kinds:
+ *   exact:  each target token's final hidden state (C floats); at training time the
+ *           teacher's own output layer makes the logits, so the loss equals the live one
+ *           to float rounding;
+ *   sparse: each token's top-k log-probabilities (at temperature 1) and their ids; the rest
+ *           of the mass is one bucket (see kd_token_sparse).
+ * File layout (little-endian, mmap'd, validated on open):
+ *   "TUTORTC1" | u32 kind | u32 width (C, or k) | u64 n_pairs | u64 n_rows | u64 teacher_hash |
+ *   u64 pairs_hash | u64 offsets[n_pairs + 1] | data
+ * exact data: float rows[n_rows][C]; sparse: float logp[n_rows][k], int32 ids[n_rows][k]. */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tutor/distill.h"
+#include "tutor/fileio.h"
+
+#define MAGIC "TUTORTC1"
+enum { HEADER_BYTES = 8 + 4 + 4 + 8 * 4 };
+
+static uint64_t fnv_bytes(uint64_t h, const void *p, size_t n) {
+    const unsigned char *s = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 1099511628211ULL;
+    return h;
+}
+
+uint64_t model_hash(const Model *m) {
+    uint64_t h = 1469598103934665603ULL;
+    const ModelConfig *c = &m->cfg;
+    int dims[] = {c->arch, c->vocab_size, c->d_model, c->enc_layers, c->dec_layers, c->enc_heads, c->dec_heads};
+    h = fnv_bytes(h, dims, sizeof dims);
+    /* every parameter, in 64-bit words (fast enough for tens of millions) */
+    const uint32_t *w = (const uint32_t *)m->params;
+    for (size_t i = 0; i < m->n_params; i++) h = (h ^ w[i]) * 1099511628211ULL;
+    return h;
+}
+
+uint64_t pairset_hash(const PairSet *ps) {
+    uint64_t h = 1469598103934665603ULL;
+    h = fnv_bytes(h, &ps->n, sizeof ps->n);
+    for (size_t i = 0; i < ps->n; i++) {
+        const TokPair *p = &ps->items[i];
+        h = fnv_bytes(h, &p->src_len, sizeof p->src_len);
+        h = fnv_bytes(h, p->src, sizeof(int) * (size_t)p->src_len);
+        h = fnv_bytes(h, &p->tgt_len, sizeof p->tgt_len);
+        h = fnv_bytes(h, p->tgt, sizeof(int) * (size_t)p->tgt_len);
+    }
+    return h;
+}
+
+struct TeacherCache {
+    void *map;
+    size_t map_bytes;
+    int kind, width;
+    uint64_t n_pairs, n_rows, teacher_hash, pairs_hash;
+    const uint64_t *offsets;
+    const float *rows;   /* exact: (n_rows, C); sparse: log-probs (n_rows, k) */
+    const int32_t *ids;  /* sparse: (n_rows, k) */
+};
+
+void teacher_cache_free(TeacherCache *c) {
+    if (!c) return;
+    if (c->map) munmap(c->map, c->map_bytes);
+    free(c);
+}
+
+int teacher_cache_kind(const TeacherCache *c) { return c->kind; }
+int teacher_cache_width(const TeacherCache *c) { return c->width; }
+
+static void put_u32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }
+static void put_u64(unsigned char *p, uint64_t v) { memcpy(p, &v, 8); }
+
+TeacherCache *teacher_cache_open(const char *path, const Model *teacher, const PairSet *ps) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) {
+        tt_err("%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) || st.st_size < HEADER_BYTES) {
+        close(fd);
+        tt_err("%s: not a teacher cache (too short)", path);
+        return NULL;
+    }
+    size_t size = (size_t)st.st_size;
+    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) {
+        tt_err("%s: cannot map: %s", path, strerror(errno));
+        return NULL;
+    }
+    TeacherCache *c = calloc(1, sizeof *c);
+    if (!c) {
+        munmap(map, size);
+        tt_err("out of memory");
+        return NULL;
+    }
+    c->map = map, c->map_bytes = size;
+    const unsigned char *b = map;
+    uint32_t kind, width;
+    if (memcmp(b, MAGIC, 8)) {
+        tt_err("%s: not a teacher cache (bad magic)", path);
+        goto fail;
+    }
+    memcpy(&kind, b + 8, 4);
+    memcpy(&width, b + 12, 4);
+    memcpy(&c->n_pairs, b + 16, 8);
+    memcpy(&c->n_rows, b + 24, 8);
+    memcpy(&c->teacher_hash, b + 32, 8);
+    memcpy(&c->pairs_hash, b + 40, 8);
+    if (kind > 1 || width < 1 || width > (1u << 20)) {
+        tt_err("%s: bad kind %u or width %u", path, kind, width);
+        goto fail;
+    }
+    c->kind = (int)kind, c->width = (int)width;
+    size_t row_bytes = kind == 0 ? 4 * (size_t)width : 8 * (size_t)width;
+    if (c->n_pairs > (size - HEADER_BYTES) / 8 - 1) {
+        tt_err("%s: %llu pairs do not fit the file", path, (unsigned long long)c->n_pairs);
+        goto fail;
+    }
+    size_t off_bytes = 8 * ((size_t)c->n_pairs + 1);
+    size_t data = HEADER_BYTES + off_bytes;
+    if (c->n_rows > (size - data) / row_bytes || data + c->n_rows * row_bytes != size) {
+        tt_err("%s: truncated or oversized (%llu rows of %zu bytes after the offsets, file %zu bytes)", path,
+               (unsigned long long)c->n_rows, row_bytes, size);
+        goto fail;
+    }
+    c->offsets = (const uint64_t *)(b + HEADER_BYTES);
+    if (c->offsets[0] != 0 || c->offsets[c->n_pairs] != c->n_rows) {
+        tt_err("%s: offsets do not span the rows", path);
+        goto fail;
+    }
+    for (uint64_t i = 0; i < c->n_pairs; i++)
+        if (c->offsets[i + 1] < c->offsets[i]) {
+            tt_err("%s: offsets decrease at pair %llu", path, (unsigned long long)i);
+            goto fail;
+        }
+    c->rows = (const float *)(b + data);
+    if (kind == 1) {
+        c->ids = (const int32_t *)(b + data + c->n_rows * 4 * (size_t)width);
+        for (uint64_t i = 0; i < c->n_rows * (uint64_t)width; i++)
+            if (c->ids[i] < 0 || (teacher && c->ids[i] >= teacher->cfg.vocab_size)) {
+                tt_err("%s: token id %d outside the vocabulary", path, c->ids[i]);
+                goto fail;
+            }
+    }
+    if (teacher) {
+        if (kind == 0 && (int)width != teacher->cfg.d_model) {
+            tt_err("%s: rows of %u values, the teacher's width is %d: made by another teacher", path, width,
+                   teacher->cfg.d_model);
+            goto fail;
+        }
+        if (c->teacher_hash != model_hash(teacher)) {
+            tt_err("%s: made by another teacher (its hash differs): delete it to rebuild", path);
+            goto fail;
+        }
+    }
+    if (ps) {
+        if (c->n_pairs != ps->n || c->pairs_hash != pairset_hash(ps)) {
+            tt_err("%s: made for other pairs (data, pseudo-targets, budgets or tokenizer changed): delete it to rebuild",
+                   path);
+            goto fail;
+        }
+        for (size_t i = 0; i < ps->n; i++)
+            if (c->offsets[i + 1] - c->offsets[i] != (uint64_t)ps->items[i].tgt_len) {
+                tt_err("%s: pair %zu has %llu cached tokens, its target %d", path, i,
+                       (unsigned long long)(c->offsets[i + 1] - c->offsets[i]), ps->items[i].tgt_len);
+                goto fail;
+            }
+    }
+    return c;
+fail:
+    teacher_cache_free(c);
+    return NULL;
+}
+
+/* Top-k of one row of logits at temperature 1: log-probabilities and ids, largest first. */
+static void top_k_row(const real *z, int V, int k, float *logp, int32_t *ids) {
+    double mx = -INFINITY, s = 0;
+    for (int v = 0; v < V; v++) mx = z[v] > mx ? z[v] : mx;
+    for (int v = 0; v < V; v++) s += exp((double)z[v] - mx);
+    double lse = mx + log(s);
+    /* a small insertion list: k is small (tens) */
+    int n = 0;
+    for (int v = 0; v < V; v++) {
+        if (n == k && z[v] <= z[ids[k - 1]]) continue;
+        int j = n < k ? n++ : k - 1;
+        while (j > 0 && z[ids[j - 1]] < z[v]) {
+            ids[j] = ids[j - 1];
+            j--;
+        }
+        ids[j] = v;
+    }
+    for (int j = 0; j < k; j++) logp[j] = (float)((double)z[ids[j]] - lse);
+}
+
+int teacher_cache_build(const char *path, Model *teacher, const PairSet *ps, int kind, int top_k, int batch_tokens,
+                        int max_batch) {
+    const ModelConfig *c = &teacher->cfg;
+    int C = c->d_model, V = c->vocab_size;
+    int width = kind == 0 ? C : top_k;
+    if (kind == 1 && (top_k < 1 || top_k > V)) return tt_err("sparse cache: top-k %d outside [1, %d]", top_k, V);
+    uint64_t n_rows = 0;
+    for (size_t i = 0; i < ps->n; i++) n_rows += (uint64_t)ps->items[i].tgt_len;
+    AtomicFile *f = atomic_open(path);
+    if (!f) return -1;
+    unsigned char hdr[HEADER_BYTES];
+    memcpy(hdr, MAGIC, 8);
+    put_u32(hdr + 8, (uint32_t)kind);
+    put_u32(hdr + 12, (uint32_t)width);
+    put_u64(hdr + 16, ps->n);
+    put_u64(hdr + 24, n_rows);
+    put_u64(hdr + 32, model_hash(teacher));
+    put_u64(hdr + 40, pairset_hash(ps));
+    int rc = atomic_write(f, hdr, sizeof hdr);
+    uint64_t off = 0;
+    for (size_t i = 0; i <= ps->n && !rc; i++) {
+        rc = atomic_write(f, &off, 8);
+        if (i < ps->n) off += (uint64_t)ps->items[i].tgt_len;
+    }
+    /* rows in pair order; sparse ids follow all log-probs, so they go to a second temp file */
+    FILE *ids_tmp = kind == 1 ? tmpfile() : NULL;
+    if (kind == 1 && !ids_tmp) rc = tt_err("cannot create a temporary file: %s", strerror(errno));
+    int max_s = 1, max_t = 1;
+    for (size_t i = 0; i < ps->n; i++) {
+        int s, t;
+        pair_batch_lengths(c, &ps->items[i], &s, &t);
+        max_s = s > max_s ? s : max_s;
+        max_t = t > max_t ? t : max_t;
+    }
+    int cap_b = max_batch > 0 ? max_batch : 64;
+    BatchBuf bb;
+    size_t *idx = malloc(sizeof(size_t) * (size_t)cap_b);
+    int *rows = malloc(sizeof(int) * (size_t)cap_b * (size_t)max_t);
+    double *w = malloc(sizeof(double) * (size_t)cap_b * (size_t)max_t);
+    real *logits = kind == 1 ? tt_alloc(sizeof(real) * 256 * (size_t)V) : NULL;
+    float *lp = kind == 1 ? malloc(sizeof(float) * 256 * (size_t)top_k) : NULL;
+    int32_t *ib = kind == 1 ? malloc(sizeof(int32_t) * 256 * (size_t)top_k) : NULL;
+    float *hrow = malloc(sizeof(float) * (size_t)C);
+    if (!rc && (batchbuf_init(&bb, cap_b * max_s, cap_b * max_t) || !idx || !rows || !w || !hrow ||
+                (kind == 1 && (!logits || !lp || !ib))))
+        rc = tt_err("out of memory");
+    double t0 = tt_now_s(), last = t0;
+    size_t i = 0;
+    while (!rc && i < ps->n) {
+        int count = 0, S = 0, T = 0;
+        while (i + count < ps->n && count < cap_b) {
+            int s, t;
+            pair_batch_lengths(c, &ps->items[i + count], &s, &t);
+            int S2 = s > S ? s : S, T2 = t > T ? t : T;
+            if (count > 0 && (long)(count + 1) * (S2 + T2) > batch_tokens) break;
+            S = S2, T = T2;
+            idx[count] = i + count;
+            count++;
+        }
+        if (batch_assemble(&bb, c, ps, idx, count) || model_forward(teacher, &bb.batch, FWD_INFER)) {
+            rc = -1;
+            break;
+        }
+        long n = batch_label_rows(&bb.batch, rows, w, NULL);
+        if (kind == 0) {
+            const real *h = model_hidden(teacher);
+            for (long r = 0; r < n && !rc; r++) {
+                for (int k = 0; k < C; k++) hrow[k] = (float)h[(long)rows[r] * C + k];
+                rc = atomic_write(f, hrow, sizeof(float) * (size_t)C);
+            }
+        } else {
+            for (long r0 = 0; r0 < n && !rc; r0 += 256) {
+                int R = n - r0 < 256 ? (int)(n - r0) : 256;
+                model_logits_rows(teacher, rows + r0, R, logits);
+                for (int r = 0; r < R; r++)
+                    top_k_row(logits + (long)r * V, V, top_k, lp + (long)r * top_k, ib + (long)r * top_k);
+                rc = atomic_write(f, lp, sizeof(float) * (size_t)R * top_k);
+                if (!rc && fwrite(ib, sizeof(int32_t), (size_t)R * top_k, ids_tmp) != (size_t)R * top_k)
+                    rc = tt_err("writing a temporary file: %s", strerror(errno));
+            }
+        }
+        i += (size_t)count;
+        if (tt_now_s() - last > 10) {
+            last = tt_now_s();
+            tt_info("teacher cache %s: %zu/%zu pairs, %.0f pairs/s", path, i, ps->n, i / (last - t0));
+        }
+    }
+    if (!rc && kind == 1) {
+        rewind(ids_tmp);
+        size_t got;
+        while (!rc && (got = fread(ib, sizeof(int32_t), 256 * (size_t)top_k, ids_tmp)) > 0)
+            rc = atomic_write(f, ib, got * sizeof(int32_t));
+    }
+    if (ids_tmp) fclose(ids_tmp);
+    batchbuf_free(&bb);
+    free(idx), free(rows), free(w), free(hrow), free(lp), free(ib);
+    tt_free(logits);
+    if (rc) {
+        atomic_abort(f);
+        return -1;
+    }
+    if (atomic_commit(f)) return -1;
+    tt_info("teacher cache %s: %zu pairs, %llu tokens, %s, %.0f s", path, ps->n, (unsigned long long)n_rows,
+            kind == 0 ? "exact (hidden states)" : "sparse (top-k)", tt_now_s() - t0);
+    return 0;
+}
+
+/* Rows of pair p: its first row index and count. */
+void teacher_cache_pair(const TeacherCache *c, size_t p, uint64_t *first, int *n) {
+    *first = c->offsets[p];
+    *n = (int)(c->offsets[p + 1] - c->offsets[p]);
+}
+
+const float *teacher_cache_row(const TeacherCache *c, uint64_t row) { return c->rows + row * (uint64_t)c->width; }
+const int32_t *teacher_cache_ids(const TeacherCache *c, uint64_t row) {
+    return c->ids ? c->ids + row * (uint64_t)c->width : NULL;
+}
+uint64_t teacher_cache_pairs(const TeacherCache *c) { return c->n_pairs; }
+
+int teacher_cache_sparse_bias(const TeacherCache *c, Model *teacher, Model *student, const PairSet *ps, size_t n,
+                              double *full, double *bucket, double *truncated, long *tokens) {
+    if (c->kind != CACHE_SPARSE) return tt_err("teacher_cache_sparse_bias: not a sparse cache");
+    const ModelConfig *mc = &teacher->cfg;
+    int V = mc->vocab_size, k = c->width;
+    if (n > ps->n) n = ps->n;
+    double sf = 0, sb = 0, st = 0;
+    long count = 0;
+    KdObjective o;
+    kd_objective_default(&o);
+    double *scratch = malloc(sizeof(double) * kd_scratch_doubles(V));
+    real *tl = tt_alloc(sizeof(real) * (size_t)V), *sl = tt_alloc(sizeof(real) * (size_t)V);
+    BatchBuf bb = {0};
+    int rc = scratch && tl && sl ? 0 : tt_err("out of memory");
+    for (size_t i = 0; i < n && !rc; i++) {
+        int s_len, t_len;
+        pair_batch_lengths(mc, &ps->items[i], &s_len, &t_len);
+        batchbuf_free(&bb);
+        if (batchbuf_init(&bb, s_len + 1, t_len + 1) || batch_assemble(&bb, mc, ps, &i, 1)) {
+            rc = -1;
+            break;
+        }
+        int rows[4096];
+        double w[4096];
+        if ((long)bb.batch.T > 4096) continue;
+        long nr = batch_label_rows(&bb.batch, rows, w, NULL);
+        uint64_t first;
+        int nc;
+        teacher_cache_pair(c, i, &first, &nc);
+        if (nc != nr) {
+            rc = tt_err("sparse cache: pair %zu has %d cached tokens, its batch %ld", i, nc, nr);
+            break;
+        }
+        if (model_forward(teacher, &bb.batch, FWD_INFER) || model_forward(student, &bb.batch, FWD_INFER)) {
+            rc = -1;
+            break;
+        }
+        for (long r = 0; r < nr; r++) {
+            model_logits_rows(teacher, &rows[r], 1, tl);
+            model_logits_rows(student, &rows[r], 1, sl);
+            const float *lp = teacher_cache_row(c, first + (uint64_t)r);
+            const int32_t *id = teacher_cache_ids(c, first + (uint64_t)r);
+            sf += kd_token(&o, tl, sl, V, scratch, NULL, 1);
+            sb += kd_token_sparse(id, lp, k, sl, V, NULL, 1);
+            double mx = -INFINITY, s = 0;
+            for (int v = 0; v < V; v++) mx = sl[v] > mx ? sl[v] : mx;
+            for (int v = 0; v < V; v++) s += exp((double)sl[v] - mx);
+            double lse = mx + log(s), tr = 0;
+            for (int j = 0; j < k; j++) tr += exp((double)lp[j]) * ((double)lp[j] - ((double)sl[id[j]] - lse));
+            st += tr;
+            count++;
+        }
+    }
+    batchbuf_free(&bb);
+    free(scratch);
+    tt_free(tl);
+    tt_free(sl);
+    if (rc) return -1;
+    *full = count ? sf / count : 0;
+    *bucket = count ? sb / count : 0;
+    *truncated = count ? st / count : 0;
+    *tokens = count;
+    return 0;
+}
