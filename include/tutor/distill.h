@@ -125,7 +125,8 @@ typedef enum {
     TARGETS_DATA = 0,   /* the batch's targets (gold and/or teacher PTs) */
     TARGETS_JOINT,      /* Joint-Teaching: student PTs on a fraction alpha of batches, evenly spread */
     TARGETS_GKD,        /* GKD: each batch is on-policy (student samples) with probability lambda */
-    TARGETS_STUDENT     /* only student PTs */
+    TARGETS_STUDENT,    /* only student PTs */
+    TARGETS_MINILLM     /* MiniLLM: teacher-mixed samples, sequence-level reverse KL by policy gradient */
 } TargetMode;
 
 typedef struct {
@@ -137,6 +138,7 @@ typedef struct {
     TargetMode targets;
     double student_fraction; /* alpha (Joint-Teaching) or lambda (GKD) */
     GenConfig student_gen;   /* how the student samples its pseudo-targets */
+    double mix_alpha;        /* MiniLLM: the teacher's share of the sampling mixture (0.2) */
     uint64_t seed;
     int max_source_tokens, max_target_tokens;
     int autoscale;         /* scale CE and KD to equal size, measured on the first batches */
@@ -156,6 +158,15 @@ typedef struct DistillLoss DistillLoss;
 DistillLoss *distill_loss_new(const DistillLossOptions *o, Model *student, int max_B, int max_S, int max_T);
 void distill_loss_free(DistillLoss *l);
 TrainLoss distill_loss_iface(DistillLoss *l);
+/* MiniLLM's single-step importance weight of a sampled token: q / (alpha p + (1 - alpha) q),
+ * q the student's probability of it, p the teacher's. */
+static inline double minillm_weight(double q, double p, double alpha) {
+    double m = alpha * p + (1 - alpha) * q;
+    return m > 0 ? q / m : 0;
+}
+/* MiniLLM's length-normalised future reward of each position of one sequence: adv[t] = the
+ * mean of r[t+1 .. n) (0 for the last), r[t] = log p(y_t) - log q(y_t). */
+void minillm_advantages(const double *r, int n, double *adv);
 /* For tests: whether batch number k (0-based) uses student pseudo-targets. */
 int distill_loss_uses_student(const DistillLoss *l, uint64_t k);
 

@@ -109,6 +109,20 @@ int generator_run(Generator *gen, int n, const int *const *src, const int *src_l
 /* Largest number of new tokens an input may receive (from max_new_tokens / max_length). */
 int gen_max_new_tokens(const GenConfig *g, const ModelConfig *c, int prompt_len);
 
+/* ---- Sampling from a mixture of two models ---------------------------------------------------
+ * Token by token from alpha p_b + (1 - alpha) p_a (MiniLLM's teacher-mixed sampling: a the
+ * student, b the teacher), both models decoding in lockstep with their own key/value caches.
+ * Pure sampling (no logits processors); ids >= vocab_limit (when > 0) are never drawn. Input i
+ * draws from stream (seed, stream[i]). */
+typedef struct MixedSampler MixedSampler;
+MixedSampler *mixed_sampler_new(Model *a, Model *b, int max_inputs, int max_src, int max_new);
+void mixed_sampler_free(MixedSampler *s);
+/* tokens: input i's new tokens at tokens[i * mixed_sampler_stride(s)], n_tokens[i] of them
+ * (eos included when drawn); valid until the next call. 0 or -1. */
+int mixed_sampler_run(MixedSampler *s, int n, const int *const *src, const int *src_len, const uint64_t *stream,
+                      uint64_t seed, double alpha, int vocab_limit, const int **tokens, const int **n_tokens);
+int mixed_sampler_stride(const MixedSampler *s);
+
 /* ---- Pseudo-target files (JSONL) ------------------------------------------------------------ */
 
 /* Generating for a whole JSONL file: each line's source is encoded as training does

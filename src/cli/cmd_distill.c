@@ -34,6 +34,9 @@ static void usage(FILE *f) {
             "               (0.5: every second), the data's targets (teacher PTs, gold) on the others\n"
             "  gkd          GKD: each batch on-policy (student samples) with probability\n"
             "               --student-fraction (0.5), objective jsd with --beta (0.5)\n"
+            "  minillm      MiniLLM: sequence-level reverse KL by policy gradient on samples from\n"
+            "               --mix-alpha (0.2) teacher + the rest student, single-step decomposition,\n"
+            "               importance weights q / mixture, length-normalised rewards\n"
             "objectives (--objective, per token over the vocabulary, times tau^2):\n"
             "  fkl          forward KL(teacher || student) (default)\n"
             "  rkl          reverse KL(student || teacher)\n"
@@ -109,7 +112,7 @@ static int distill_flags(void *ctx, int *i, int argc, char **argv) {
                                              "--student-fraction", "--student-temperature", "--student-top-p",
                                              "--select", "--dev-rouge-examples", "--final-finetune-epochs",
                                              "--max-train-examples", "--max-dev-examples", "--teacher-cache",
-                                             "--cache-top-k", "--cache-dir", NULL};
+                                             "--cache-top-k", "--cache-dir", "--mix-alpha", NULL};
     if (!strcmp(a, "--no-gold")) return d->no_gold = 1, 1;
     if (!strcmp(a, "--autoscale")) return d->lo.autoscale = 1, 1;
     int known = 0;
@@ -120,11 +123,11 @@ static int distill_flags(void *ctx, int *i, int argc, char **argv) {
     double x;
     if (!strcmp(a, "--teacher")) d->teacher_dir = v;
     else if (!strcmp(a, "--method")) {
-        static const char *const methods[] = {"ft", "kd", "noisy-kd", "student-pt", "joint", "gkd", NULL};
+        static const char *const methods[] = {"ft", "kd", "noisy-kd", "student-pt", "joint", "gkd", "minillm", NULL};
         int ok = 0;
         for (int k = 0; methods[k]; k++) ok |= !strcmp(v, methods[k]);
         if (!ok) {
-            fprintf(stderr, "tutor: distill: --method is ft, kd, noisy-kd, student-pt, joint or gkd, not '%s'\n", v);
+            fprintf(stderr, "tutor: distill: --method is ft, kd, noisy-kd, student-pt, joint, gkd or minillm, not '%s'\n", v);
             return -1;
         }
         d->method = v;
@@ -135,7 +138,9 @@ static int distill_flags(void *ctx, int *i, int argc, char **argv) {
         }
         d->cache_kind = v;
     } else if (!strcmp(a, "--cache-dir")) d->cache_dir = v;
-    else if (!strcmp(a, "--cache-top-k")) {
+    else if (!strcmp(a, "--mix-alpha")) {
+        if (num_flag(a, v, 0, 1, &d->lo.mix_alpha)) return -1;
+    } else if (!strcmp(a, "--cache-top-k")) {
         if (num_flag(a, v, 1, 100000, &x) || x != floor(x)) return -1;
         d->cache_top_k = (int)x;
     } else if (!strcmp(a, "--keep-decoder-layers")) d->keep_dec = v;
@@ -291,7 +296,15 @@ int cmd_distill(int argc, char **argv) {
     } else if (!strcmp(d.method, "noisy-kd")) lo->noisy = 1;
     else if (!strcmp(d.method, "student-pt")) lo->targets = TARGETS_STUDENT;
     else if (!strcmp(d.method, "joint")) lo->targets = TARGETS_JOINT;
-    else if (!strcmp(d.method, "gkd")) {
+    else if (!strcmp(d.method, "minillm")) {
+        lo->targets = TARGETS_MINILLM;
+        if (!d.kd_weight_set) lo->w_kd = 1;
+        if (lo->w_kd == 0) {
+            fprintf(stderr, "tutor: distill: --method minillm needs --kd-weight > 0\n");
+            train_cli_free(&c);
+            return 2;
+        }
+    } else if (!strcmp(d.method, "gkd")) {
         lo->targets = TARGETS_GKD;
         if (!d.objective_set) lo->obj.kind = KD_JSD;
     }

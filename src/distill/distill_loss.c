@@ -35,6 +35,9 @@ struct DistillLoss {
     uint64_t *crow;            /* the cache row of each labelled row */
     /* student pseudo-targets */
     Generator *gen;
+    MixedSampler *mixed;     /* MiniLLM */
+    double *mr, *mrho, *madv; /* MiniLLM per labelled row: reward, importance weight, advantage */
+    int minillm_pass;        /* 1: the statistics pass, 2: the gradient pass */
     BatchBuf sbb;
     PairSet sps;
     int *spool;
@@ -60,6 +63,7 @@ void distill_loss_options_default(DistillLossOptions *o) {
     o->label_smoothing = 0;
     o->targets = TARGETS_DATA;
     o->student_fraction = 0.5;
+    o->mix_alpha = 0.2;
     gen_config_default(&o->student_gen);
     o->student_gen.do_sample = 1;
     o->student_gen.top_k = 0;
@@ -96,6 +100,7 @@ int distill_loss_uses_student(const DistillLoss *l, uint64_t k) {
     double a = l->o.student_fraction;
     switch (l->o.targets) {
     case TARGETS_STUDENT:
+    case TARGETS_MINILLM:
         return 1;
     case TARGETS_JOINT:
         /* evenly spread: batch k is the student's when floor((k+1) a) > floor(k a); a = 0.5
@@ -123,6 +128,8 @@ void distill_loss_free(DistillLoss *l) {
     tt_free(l->hbuf);
     free(l->crow);
     generator_free(l->gen);
+    mixed_sampler_free(l->mixed);
+    free(l->mr), free(l->mrho), free(l->madv);
     batchbuf_free(&l->sbb);
     free(l->sps.items);
     free(l->spool);
@@ -219,8 +226,20 @@ DistillLoss *distill_loss_new(const DistillLossOptions *o, Model *student, int m
         int prompt = model_is_encdec(sc) ? max_S : o->max_source_tokens;
         if (!model_is_encdec(sc) && prompt + g.max_new_tokens > sc->max_positions)
             g.max_new_tokens = sc->max_positions - prompt;
-        l->gen = generator_new(student, &g, max_B, prompt > 0 ? prompt : 1);
-        if (!l->gen) goto fail;
+        if (o->targets == TARGETS_MINILLM) {
+            if (!(o->mix_alpha >= 0 && o->mix_alpha <= 1)) {
+                tt_err("MiniLLM's mixing weight %g is outside [0, 1]", o->mix_alpha);
+                goto fail;
+            }
+            l->mixed = mixed_sampler_new(student, o->teacher, max_B, prompt > 0 ? prompt : 1, g.max_new_tokens);
+            l->mr = malloc(sizeof(double) * (size_t)cells);
+            l->mrho = malloc(sizeof(double) * (size_t)cells);
+            l->madv = malloc(sizeof(double) * (size_t)cells);
+            if (!l->mixed || !l->mr || !l->mrho || !l->madv) goto fail;
+        } else {
+            l->gen = generator_new(student, &g, max_B, prompt > 0 ? prompt : 1);
+            if (!l->gen) goto fail;
+        }
         int src_cap = model_is_encdec(sc) ? max_S : o->max_source_tokens;
         if (src_cap < 1) src_cap = 1;
         l->spool = malloc(sizeof(int) * (size_t)max_B * (size_t)(src_cap + o->max_target_tokens + 1));
@@ -261,6 +280,38 @@ static void chunk_rows_fn(int begin, int end, int part, void *arg) {
         real *z = j->logits + (long)r * V;
         int row = j->rows[r];
         int y = b->labels[row];
+        if (l->minillm_pass) {
+            long ix = j->rows - l->rows + r;
+            const real *t = l->t_logits + (long)r * V;
+            if (l->minillm_pass == 1) {
+                /* statistics: r_t = log p(y) - log q(y), rho_t = q / (alpha p + (1 - alpha) q) */
+                double mt = -INFINITY, ms = -INFINITY, st = 0, ss = 0;
+                for (int v = 0; v < V; v++) mt = t[v] > mt ? t[v] : mt, ms = z[v] > ms ? z[v] : ms;
+                for (int v = 0; v < V; v++) st += exp((double)t[v] - mt), ss += exp((double)z[v] - ms);
+                double lp = (double)t[y] - mt - log(st), lq = (double)z[y] - ms - log(ss);
+                l->mr[ix] = lp - lq;
+                l->mrho[ix] = minillm_weight(exp(lq), exp(lp), l->o.mix_alpha);
+                l->row_kd[r] = l->row_ce[r] = l->row_loss[r] = 0;
+                continue;
+            }
+            /* gradient: rho (single-step reverse KL) - rho A log q(y) */
+            double wr = l->w[ix], rho = l->mrho[ix], A = l->madv[ix];
+            KdObjective rk = l->o.obj;
+            rk.kind = KD_RKL, rk.tau = 1, rk.top_p = 1;
+            double kd = kd_token(&rk, t, z, V, scratch, j->grad ? z : NULL, wr * rho);
+            /* log q(y) from the scratch kd_token left (log q at tau 1) */
+            double lqy = scratch[2 * (size_t)V + y];
+            if (j->grad) {
+                const double *q = scratch + 3 * (size_t)V;
+                double c = wr * rho * A;
+                for (int v = 0; v < V; v++) z[v] += (real)(c * q[v]);
+                z[y] -= (real)c;
+            }
+            l->row_kd[r] = kd;
+            l->row_ce[r] = 0;
+            l->row_loss[r] = wr * rho * (kd - A * lqy);
+            continue;
+        }
         double wr = l->ce_only ? 1.0 : l->w[j->rows - l->rows + r];
         double a_kd = l->o.w_kd * l->scale_kd * wr, a_ce = l->o.w_ce * l->scale_ce * wr;
         double ce = 0, kd = 0;
@@ -312,6 +363,7 @@ static double token_loss_fn(void *ctx, const int *rows, int n, real *logits, int
     ChunkJob j = {l, rows, logits, grad};
     tt_parallel_range(n, chunk_rows_fn, &j);
     double total = 0;
+    if (l->minillm_pass == 1) return 0;
     for (int r = 0; r < n; r++) {
         total += l->row_loss[r];
         double wr = l->ce_only ? 1.0 : l->w[rows - l->rows + r];
@@ -323,6 +375,15 @@ static double token_loss_fn(void *ctx, const int *rows, int n, real *logits, int
         }
     }
     return total;
+}
+
+void minillm_advantages(const double *r, int n, double *adv) {
+    double tail = 0;
+    for (int t = n - 1; t >= 0; t--) {
+        int after = n - 1 - t;
+        adv[t] = after ? tail / after : 0;
+        tail += r[t];
+    }
 }
 
 /* ---- student pseudo-targets ---- */
@@ -351,8 +412,15 @@ static int student_batch(DistillLoss *l, Model *m, const Batch *b, uint64_t k, c
         l->streams[i] = (k << 20) | (uint64_t)i;
         used += len;
     }
-    const GenOutput *go;
-    if (generator_run(l->gen, B, l->src_ptr, l->src_len, l->streams, &go)) return -1;
+    const GenOutput *go = NULL;
+    const int *mt = NULL, *mn = NULL;
+    if (l->mixed) {
+        if (mixed_sampler_run(l->mixed, B, l->src_ptr, l->src_len, l->streams, l->o.seed, l->o.mix_alpha,
+                              l->o.student_gen.vocab_limit, &mt, &mn))
+            return -1;
+    } else if (generator_run(l->gen, B, l->src_ptr, l->src_len, l->streams, &go)) {
+        return -1;
+    }
     int eos = c->eos_id;
     int max_t = l->o.max_target_tokens;
     for (int i = 0; i < B; i++) {
@@ -360,10 +428,10 @@ static int student_batch(DistillLoss *l, Model *m, const Batch *b, uint64_t k, c
         p->src = (int *)l->src_ptr[i];
         p->src_len = l->src_len[i];
         p->tgt = pool + used;
-        const GenHypothesis *h = &go[i].hyps[0];
-        int n = h->n_tokens;
+        const int *toks = go ? go[i].hyps[0].tokens : mt + (long)i * mixed_sampler_stride(l->mixed);
+        int n = go ? go[i].hyps[0].n_tokens : mn[i];
         if (n > max_t) n = max_t;
-        memcpy(p->tgt, h->tokens, sizeof(int) * (size_t)n);
+        memcpy(p->tgt, toks, sizeof(int) * (size_t)n);
         if (n == 0 || p->tgt[n - 1] != eos) {
             if (n == max_t) n--;
             p->tgt[n++] = eos;
@@ -445,7 +513,24 @@ static int dl_step(void *ctx, Model *m, const Batch *b, double *loss_sum, double
     if (model_forward(m, use, FWD_TRAIN)) return -1;
     l->cur = use;
     l->ce_only = l->o.w_kd == 0;
-    double loss = n ? model_token_loss(m, l->rows, n, token_loss_fn, l, 1) : 0;
+    double loss;
+    if (l->mixed && n) {
+        /* MiniLLM: rewards and weights of every token first, then the advantages, then the
+         * gradient pass */
+        l->minillm_pass = 1;
+        if (isnan(model_token_loss(m, l->rows, n, token_loss_fn, l, 0))) return -1;
+        for (long r0 = 0; r0 < n;) {
+            long r1 = r0;
+            while (r1 < n && l->rows[r1] / use->T == l->rows[r0] / use->T) r1++;
+            minillm_advantages(l->mr + r0, (int)(r1 - r0), l->madv + r0);
+            r0 = r1;
+        }
+        l->minillm_pass = 2;
+        loss = model_token_loss(m, l->rows, n, token_loss_fn, l, 1);
+        l->minillm_pass = 0;
+    } else {
+        loss = n ? model_token_loss(m, l->rows, n, token_loss_fn, l, 1) : 0;
+    }
     if (isnan(loss)) return -1;
     if (model_backward(m, use)) return -1;
     l->t_student += tt_now_s() - t0;

@@ -686,3 +686,139 @@ Test(cache, sparse_kl_is_the_bucketed_kl_and_its_gradient) {
         cr_expect(fabs(fd - g[v]) < 2e-3 * fmax(1e-2, fabs(g[v])), "token %d: gradient %g, differences %g", v, g[v], fd);
     }
 }
+
+/* ---- MiniLLM ---- */
+
+Test(minillm, advantages_are_length_normalised_future_rewards) {
+    double r[4] = {1, 2, 3, 6}, a[4];
+    minillm_advantages(r, 4, a);
+    cr_expect(fabs(a[0] - 11.0 / 3) < 1e-12 && fabs(a[1] - 4.5) < 1e-12 && fabs(a[2] - 6) < 1e-12 && a[3] == 0,
+              "%g %g %g %g", a[0], a[1], a[2], a[3]);
+    cr_expect(fabs(minillm_weight(0.3, 0.6, 0.2) - 0.3 / (0.2 * 0.6 + 0.8 * 0.3)) < 1e-15);
+    cr_expect(minillm_weight(0.3, 0.6, 0) == 1.0, "alpha 0: the samples are the student's own");
+}
+
+/* Teacher-mixed sampling draws from alpha p + (1 - alpha) q, and the importance weights
+ * q / mixture turn its draws into estimates under q: checked on the first token. */
+Test(minillm, mixed_sampling_and_importance_weights) {
+    ModelConfig c = tiny_config(ARCH_MBART, 24, 1, 1, 0);
+    c.init_std = 0.6; /* peaked distributions that differ */
+    Model *t = model_new(&c, 31), *s = model_new(&c, 32);
+    int src[5] = {0, 7, 9, 11, 2};
+    enum { N = 64, CALLS = 150 };
+    const int *srcs[N];
+    int lens[N];
+    uint64_t streams[N];
+    for (int i = 0; i < N; i++) srcs[i] = src, lens[i] = 5;
+    MixedSampler *ms = mixed_sampler_new(s, t, N, 5, 1);
+    cr_assert(ms, "%s", tt_errmsg());
+    double alpha = 0.3;
+    long count[24] = {0};
+    for (int k = 0; k < CALLS; k++) {
+        for (int i = 0; i < N; i++) streams[i] = (uint64_t)(k * N + i);
+        const int *tok, *nt;
+        TEST_ASSERT_OK(mixed_sampler_run(ms, N, srcs, lens, streams, 5, alpha, 0, &tok, &nt));
+        for (int i = 0; i < N; i++) {
+            cr_assert(nt[i] == 1);
+            count[tok[i * mixed_sampler_stride(ms)]]++;
+        }
+    }
+    /* the first-token distributions of both, teacher-forced */
+    int dec_in[1] = {c.decoder_start_id}, lab[1] = {0}, mask[5] = {1, 1, 1, 1, 1};
+    Batch b = {1, 5, 1, src, mask, dec_in, NULL, lab};
+    real zt[24], zs[24];
+    TEST_ASSERT_OK(model_forward(t, &b, FWD_INFER));
+    model_logits(t, 0, 1, zt);
+    TEST_ASSERT_OK(model_forward(s, &b, FWD_INFER));
+    model_logits(s, 0, 1, zs);
+    double p[24], q[24], zp = 0, zq = 0;
+    for (int v = 0; v < 24; v++) zp += exp(zt[v]), zq += exp(zs[v]);
+    for (int v = 0; v < 24; v++) p[v] = exp(zt[v]) / zp, q[v] = exp(zs[v]) / zq;
+    double total = (double)N * CALLS, tv = 0, tvq = 0;
+    for (int v = 0; v < 24; v++) {
+        double mix = alpha * p[v] + (1 - alpha) * q[v];
+        double f = count[v] / total;
+        cr_expect(fabs(f - mix) < 4 * sqrt(mix * (1 - mix) / total) + 1e-3, "token %d: frequency %g, mixture %g", v, f,
+                  mix);
+        /* importance weighting recovers the student's distribution */
+        double est = f * minillm_weight(q[v], p[v], alpha);
+        tv += fabs(est - q[v]);
+        tvq += fabs(p[v] - q[v]);
+    }
+    cr_expect(tv < 0.05, "importance-weighted estimate of q off by %g in total variation", tv / 2);
+    cr_expect(tvq > 0.2, "teacher and student too alike for the test (%g)", tvq);
+    mixed_sampler_free(ms);
+    model_free(t);
+    model_free(s);
+}
+
+Test(minillm, zero_for_the_teacher_itself_and_finite_otherwise) {
+    ModelConfig c = tiny_config(ARCH_MBART, 48, 1, 2, 0);
+    Model *t = model_new(&c, 7), *same = model_new(&c, 7), *s = model_new(&c, 8);
+    model_alloc_grads(same);
+    model_alloc_grads(s);
+    PairSet ps;
+    BatchBuf bb;
+    batch_for(&c, &ps, &bb);
+    DistillLossOptions o;
+    distill_loss_options_default(&o);
+    o.teacher = t;
+    o.targets = TARGETS_MINILLM;
+    o.max_source_tokens = 8, o.max_target_tokens = 6;
+    DistillLoss *l = distill_loss_new(&o, same, 5, 8, 6);
+    cr_assert(l, "%s", tt_errmsg());
+    double z = dl_loss(l, same, &bb.batch, 1);
+    cr_expect(fabs(z) < 1e-6, "MiniLLM loss %g for the teacher itself", z);
+    distill_loss_free(l);
+    l = distill_loss_new(&o, s, 5, 8, 6);
+    double v = dl_loss(l, s, &bb.batch, 1);
+    double g = 0;
+    for (size_t i = 0; i < s->n_params; i++) g += fabs(s->grads[i]);
+    cr_expect(isfinite(v) && g > 0 && isfinite(g), "loss %g, |grad| %g", v, g);
+    distill_loss_free(l);
+    batchbuf_free(&bb);
+    pairset_free(&ps);
+    model_free(t);
+    model_free(same);
+    model_free(s);
+}
+
+Test(distill_cli, every_method_runs_end_to_end, .timeout = 300) {
+    ensure_data();
+    char dir[128], teacher[256], train[256], pts[256], cmd[4000], out[300];
+    test_tmpdir(dir, sizeof dir);
+    make_setup(dir, teacher, train, pts);
+    const char *runs[] = {"--method ft",
+                          "--method kd --objective rkl --tau 2",
+                          "--method kd --objective jsd --beta 0.3 --ce-weight 0.5 --autoscale",
+                          "--method kd --objective tvd --teacher-top-p 0.9",
+                          "--method kd --objective skl --final-finetune-epochs 1",
+                          "--method kd --objective srkl --skew 0.2",
+                          "--method noisy-kd --dropout 0.1",
+                          "--method student-pt --student-temperature 1.5",
+                          "--method gkd --student-fraction 0.5",
+                          "--method minillm --mix-alpha 0.2",
+                          "--method kd --teacher-cache exact",
+                          "--method kd --teacher-cache sparse --cache-top-k 8",
+                          "--method joint --teacher-cache exact",
+                          NULL};
+    for (int k = 0; runs[k]; k++) {
+        snprintf(out, sizeof out, "%s/run%d", dir, k);
+        snprintf(cmd, sizeof cmd,
+                 "%s distill --teacher %s --data %s --pt %s %s --keep-decoder-layers -1 --max-source-tokens 40 "
+                 "--max-target-tokens 16 --batch-tokens 500 --max-steps 3 --eval-every 0 --no-progress -o %s "
+                 ">%s.log 2>&1",
+                 tutor_bin(), teacher, train, pts, runs[k], out, out);
+        cr_expect(system(cmd) == 0, "'%s' failed (see %s.log)", runs[k], out);
+        char model[400];
+        snprintf(model, sizeof model, "%s/model.safetensors", out);
+        cr_expect(file_exists(model), "'%s' wrote no model", runs[k]);
+    }
+    /* the sparse cache's bias was measured and logged */
+    snprintf(out, sizeof out, "%s/run11.log", dir);
+    size_t n;
+    char *log = read_file_text(out, &n);
+    cr_expect(log && strstr(log, "sparse teacher cache") && strstr(log, "bias"), "no bias line in %s", out);
+    free(log);
+    test_rmtree(dir);
+}
