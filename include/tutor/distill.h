@@ -118,6 +118,17 @@ int parse_layer_list(const char *spec, int n, int *out, int cap);
  * norms and biases copied). keep_enc NULL: every encoder layer. NULL with a reason. */
 Model *model_shrink(const Model *teacher, const int *keep_enc, int n_enc, const int *keep_dec, int n_dec);
 
+/* ---- Attention relations (MiniLM v2) ------------------------------------------------------
+ * After the teacher's and the student's forwards on batch b: the mean over the last layer's
+ * attentions (encoder self, decoder self, cross; decoder self only for decoder-only models)
+ * and over their queries, keys and values of KL(R_teacher || R_student), R = softmax(X X^T /
+ * sqrt(d)) per relation head (relation_heads 0: the teacher's decoder heads), each averaged
+ * over heads and valid query rows. With grad, scale x its gradient goes into the student's
+ * attention gradient path (model_attention_qkv_grad) for the next model_backward.
+ * *n_relations: how many relations were averaged. NAN on error. */
+double attention_relation_kd(Model *teacher, Model *student, const Batch *b, int relation_heads, int grad,
+                             double scale, int *n_relations);
+
 /* ---- The distillation loss ---------------------------------------------------------------- */
 
 /* How the targets of a step are chosen. */
@@ -139,6 +150,8 @@ typedef struct {
     double student_fraction; /* alpha (Joint-Teaching) or lambda (GKD) */
     GenConfig student_gen;   /* how the student samples its pseudo-targets */
     double mix_alpha;        /* MiniLLM: the teacher's share of the sampling mixture (0.2) */
+    double w_att;            /* attention-relation KD weight (0: off), added to the loss per sequence */
+    int relation_heads;      /* 0: the teacher's head count */
     uint64_t seed;
     int max_source_tokens, max_target_tokens;
     int autoscale;         /* scale CE and KD to equal size, measured on the first batches */

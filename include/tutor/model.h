@@ -154,6 +154,22 @@ double model_xent(Model *m, const Batch *b, double label_smoothing, int backward
 typedef double (*TokenLossFn)(void *ctx, const int *rows, int n, real *logits, int grad);
 double model_token_loss(Model *m, const int *rows, long n_rows, TokenLossFn fn, void *ctx, int backward);
 int model_chunk_rows(const Model *m);
+/* Queries, keys and values of the last layer's attention after either forward (which: 0
+ * encoder self, 1 decoder self, 2 cross-attention): rows of q (B*Tq, stride ldq) and k, v
+ * (B*Tk, stride ldkv), heads side by side. Valid until the next forward. 0 or -1. */
+typedef struct {
+    const real *q, *k, *v;
+    int ldq, ldkv, B, Tq, Tk, C, heads;
+} AttnQKV;
+int model_attention_qkv(Model *m, int which, AttnQKV *out);
+/* Their gradient path (after a forward that keeps activations): zeroed buffers of the same
+ * layout whose contents model_backward adds to d(q), d(k), d(v) of that block (zero 0: the
+ * buffers as they are, to read what was added). */
+typedef struct {
+    real *dq, *dk, *dv;
+    int ldq, ldkv;
+} AttnQKVGrad;
+int model_attention_qkv_grad(Model *m, int which, int zero, AttnQKVGrad *out);
 /* Logits of chosen rows of the hidden states: out (n, V). */
 void model_logits_rows(Model *m, const int *rows, int n, real *out);
 /* Backward from the hidden-state gradient (model_hidden_grad) into m->grads (+=). */

@@ -34,6 +34,10 @@ static void usage(FILE *f) {
             "               (0.5: every second), the data's targets (teacher PTs, gold) on the others\n"
             "  gkd          GKD: each batch on-policy (student samples) with probability\n"
             "               --student-fraction (0.5), objective jsd with --beta (0.5)\n"
+            "  attention-kd word-level KD plus attention-relation KD (MiniLM v2): KL between teacher and\n"
+            "               student relations softmax(X X^T / sqrt(d)), X the queries, keys, values of\n"
+            "               the last layer's encoder self-, decoder self- and cross-attention, in\n"
+            "               --relation-heads (the teacher's) heads; weight --attention-weight (1)\n"
             "  minillm      MiniLLM: sequence-level reverse KL by policy gradient on samples from\n"
             "               --mix-alpha (0.2) teacher + the rest student, single-step decomposition,\n"
             "               importance weights q / mixture, length-normalised rewards\n"
@@ -46,6 +50,7 @@ static void usage(FILE *f) {
             "  --tau X (1) --beta X (0.5) --skew X (0.1) --teacher-top-p P (1: off)\n"
             "  --kd-weight X (1; 0 with ft) --ce-weight X (0; 1 with ft): loss = kd-weight * KD +\n"
             "               ce-weight * CE on the batch's targets\n"
+            "  --attention-weight X (0; 1 with attention-kd) --relation-heads N (the teacher's)\n"
             "  --autoscale  scale KD and CE to a mean of 1 each, measured on the first 8 batches\n"
             "student (default: shrink the teacher):\n"
             "  --keep-decoder-layers L  teacher decoder layers the student keeps (default 0,-1)\n"
@@ -89,7 +94,7 @@ typedef struct {
     DistillLossOptions lo;
     int kd_weight_set, ce_weight_set, objective_set, beta_set;
     const char *cache_kind, *cache_dir;
-    int cache_top_k;
+    int cache_top_k, att_set;
 } DistillArgs;
 
 static int num_flag(const char *a, const char *v, double lo, double hi, double *out) {
@@ -112,7 +117,8 @@ static int distill_flags(void *ctx, int *i, int argc, char **argv) {
                                              "--student-fraction", "--student-temperature", "--student-top-p",
                                              "--select", "--dev-rouge-examples", "--final-finetune-epochs",
                                              "--max-train-examples", "--max-dev-examples", "--teacher-cache",
-                                             "--cache-top-k", "--cache-dir", "--mix-alpha", NULL};
+                                             "--cache-top-k", "--cache-dir", "--mix-alpha", "--attention-weight",
+                                             "--relation-heads", NULL};
     if (!strcmp(a, "--no-gold")) return d->no_gold = 1, 1;
     if (!strcmp(a, "--autoscale")) return d->lo.autoscale = 1, 1;
     int known = 0;
@@ -123,11 +129,12 @@ static int distill_flags(void *ctx, int *i, int argc, char **argv) {
     double x;
     if (!strcmp(a, "--teacher")) d->teacher_dir = v;
     else if (!strcmp(a, "--method")) {
-        static const char *const methods[] = {"ft", "kd", "noisy-kd", "student-pt", "joint", "gkd", "minillm", NULL};
+        static const char *const methods[] = {"ft", "kd", "noisy-kd", "student-pt", "joint", "gkd", "minillm",
+                                               "attention-kd", NULL};
         int ok = 0;
         for (int k = 0; methods[k]; k++) ok |= !strcmp(v, methods[k]);
         if (!ok) {
-            fprintf(stderr, "tutor: distill: --method is ft, kd, noisy-kd, student-pt, joint, gkd or minillm, not '%s'\n", v);
+            fprintf(stderr, "tutor: distill: --method is ft, kd, noisy-kd, student-pt, joint, gkd, minillm or attention-kd, not '%s'\n", v);
             return -1;
         }
         d->method = v;
@@ -138,7 +145,13 @@ static int distill_flags(void *ctx, int *i, int argc, char **argv) {
         }
         d->cache_kind = v;
     } else if (!strcmp(a, "--cache-dir")) d->cache_dir = v;
-    else if (!strcmp(a, "--mix-alpha")) {
+    else if (!strcmp(a, "--attention-weight")) {
+        if (num_flag(a, v, 0, 1000, &d->lo.w_att)) return -1;
+        d->att_set = 1;
+    } else if (!strcmp(a, "--relation-heads")) {
+        if (num_flag(a, v, 1, 4096, &x) || x != floor(x)) return -1;
+        d->lo.relation_heads = (int)x;
+    } else if (!strcmp(a, "--mix-alpha")) {
         if (num_flag(a, v, 0, 1, &d->lo.mix_alpha)) return -1;
     } else if (!strcmp(a, "--cache-top-k")) {
         if (num_flag(a, v, 1, 100000, &x) || x != floor(x)) return -1;
@@ -296,7 +309,9 @@ int cmd_distill(int argc, char **argv) {
     } else if (!strcmp(d.method, "noisy-kd")) lo->noisy = 1;
     else if (!strcmp(d.method, "student-pt")) lo->targets = TARGETS_STUDENT;
     else if (!strcmp(d.method, "joint")) lo->targets = TARGETS_JOINT;
-    else if (!strcmp(d.method, "minillm")) {
+    else if (!strcmp(d.method, "attention-kd")) {
+        if (!d.att_set) lo->w_att = 1;
+    } else if (!strcmp(d.method, "minillm")) {
         lo->targets = TARGETS_MINILLM;
         if (!d.kd_weight_set) lo->w_kd = 1;
         if (lo->w_kd == 0) {

@@ -52,7 +52,7 @@ struct DistillLoss {
     /* timings since the last log line, and totals */
     double t_teacher, t_gen, t_student, tot_teacher, tot_gen, tot_student;
     long n_student_batches, log_student_batches;
-    double log_kd, log_ce, log_weight;
+    double log_kd, log_ce, log_weight, log_att;
 };
 
 void distill_loss_options_default(DistillLossOptions *o) {
@@ -168,7 +168,7 @@ DistillLoss *distill_loss_new(const DistillLossOptions *o, Model *student, int m
         }
     }
     if (kd_objective_check(&o->obj)) return NULL;
-    if (!(o->w_kd >= 0 && o->w_ce >= 0 && o->w_kd + o->w_ce > 0))
+    if (!(o->w_kd >= 0 && o->w_ce >= 0 && o->w_kd + o->w_ce + o->w_att > 0))
         return tt_err("--kd-weight %g and --ce-weight %g: the loss weights must be >= 0 and not both 0", o->w_kd, o->w_ce), NULL;
     if (!(o->student_fraction >= 0 && o->student_fraction <= 1))
         return tt_err("the student fraction %g is outside [0, 1]", o->student_fraction), NULL;
@@ -187,6 +187,10 @@ DistillLoss *distill_loss_new(const DistillLossOptions *o, Model *student, int m
     l->row_loss = malloc(sizeof(double) * (size_t)l->chunk_rows);
     l->row_kd = malloc(sizeof(double) * (size_t)l->chunk_rows);
     l->row_ce = malloc(sizeof(double) * (size_t)l->chunk_rows);
+    if (o->w_att < 0) return tt_err("the attention-relation weight %g is negative", o->w_att), distill_loss_free(l), NULL;
+    if (o->w_att > 0 && o->n_caches > 0)
+        return tt_err("attention-relation KD needs the teacher's attention: it does not combine with a teacher cache"),
+               distill_loss_free(l), NULL;
     if (o->n_caches > 0) {
         if (!o->source) return tt_err("distillation: a teacher cache needs its batch source"), distill_loss_free(l), NULL;
         if (o->obj.kind != KD_FKL && teacher_cache_kind(o->caches[0]) == CACHE_SPARSE)
@@ -504,7 +508,7 @@ static int dl_step(void *ctx, Model *m, const Batch *b, double *loss_sum, double
         double t0 = tt_now_s();
         if (cache_rows(l, use, n)) return -1;
         l->t_teacher += tt_now_s() - t0;
-    } else if (l->o.w_kd > 0) {
+    } else if (l->o.w_kd > 0 || l->o.w_att > 0) {
         double t0 = tt_now_s();
         if (model_forward(l->o.teacher, use, l->o.noisy ? FWD_NOISY : FWD_INFER)) return -1;
         l->t_teacher += tt_now_s() - t0;
@@ -512,7 +516,7 @@ static int dl_step(void *ctx, Model *m, const Batch *b, double *loss_sum, double
     double t0 = tt_now_s();
     if (model_forward(m, use, FWD_TRAIN)) return -1;
     l->cur = use;
-    l->ce_only = l->o.w_kd == 0;
+    l->ce_only = l->o.w_kd == 0 && l->o.w_att == 0;
     double loss;
     if (l->mixed && n) {
         /* MiniLLM: rewards and weights of every token first, then the advantages, then the
@@ -532,6 +536,13 @@ static int dl_step(void *ctx, Model *m, const Batch *b, double *loss_sum, double
         loss = n ? model_token_loss(m, l->rows, n, token_loss_fn, l, 1) : 0;
     }
     if (isnan(loss)) return -1;
+    if (l->o.w_att > 0 && n_seq > 0) {
+        /* the relation loss is a batch mean: times the sequences, like the per-sequence KD sum */
+        double rel = attention_relation_kd(l->o.teacher, m, use, l->o.relation_heads, 1, l->o.w_att * n_seq, NULL);
+        if (isnan(rel)) return -1;
+        loss += l->o.w_att * rel * n_seq;
+        l->log_att += rel * n_seq;
+    }
     if (model_backward(m, use)) return -1;
     l->t_student += tt_now_s() - t0;
     double wt = l->ce_only ? (double)n : (double)n_seq;
@@ -564,10 +575,11 @@ static void dl_log(void *ctx, cJSON *line) {
     if (l->log_weight > 0) {
         if (l->o.w_kd > 0) cJSON_AddNumberToObject(line, "kd", l->log_kd / l->log_weight);
         if (l->o.w_ce > 0 || l->o.w_kd == 0) cJSON_AddNumberToObject(line, "ce", l->log_ce / l->log_weight);
+        if (l->o.w_att > 0) cJSON_AddNumberToObject(line, "attention_relation", l->log_att / l->log_weight);
     }
     cJSON_AddNumberToObject(line, "student_pt_batches", (double)l->log_student_batches);
     l->t_teacher = l->t_gen = l->t_student = 0;
-    l->log_kd = l->log_ce = l->log_weight = 0;
+    l->log_kd = l->log_ce = l->log_weight = l->log_att = 0;
     l->log_student_batches = 0;
 }
 

@@ -168,6 +168,7 @@ void model_acts_free(Model *m) {
     ModelActs *a = m->acts;
     if (!a) return;
     tt_free(a->arena);
+    for (int i = 0; i < 3; i++) free(a->qkv_grad[i]);
     free(a->enc.blocks);
     free(a->dec.blocks);
     free(a);
@@ -334,6 +335,8 @@ int model_forward(Model *m, const Batch *b, int mode) {
         a->scratch_threads != tt_threads())
         if (model_reserve(m, b->B, S, b->T, mode)) return -1;
     a = m->acts;
+    for (int i = 0; i < a->enc.n_blocks; i++) a->enc.blocks[i].extra_dq = a->enc.blocks[i].extra_dkv = NULL;
+    for (int i = 0; i < a->dec.n_blocks; i++) a->dec.blocks[i].extra_dq = a->dec.blocks[i].extra_dkv = NULL;
     if (encdec) {
         stack_forward(m, &a->enc, 1, b->src, b->B, b->S, b->src_mask, 0, NULL, NULL, 0, mode);
         stack_forward(m, &a->dec, 0, b->tgt_in, b->B, b->T, b->tgt_mask, 1, a->enc.out, b->src_mask, b->S, mode);
@@ -380,6 +383,73 @@ const real *model_attention_probs(const Model *m, int which, int layer) {
     if (layer >= c->dec_layers) return NULL;
     if (which == 1) return a->dec.blocks[per_layer * layer].probs;
     return per_layer == 3 ? a->dec.blocks[per_layer * layer + 1].probs : NULL;
+}
+
+/* The last layer's attention block of a kind (0 encoder self, 1 decoder self, 2 cross); in an
+ * inference forward every layer shares its buffers, which then hold the last layer's. */
+static BlockActs *last_attention_block(Model *m, int which) {
+    ModelActs *a = m->acts;
+    const ModelConfig *c = &m->cfg;
+    if (!a) return NULL;
+    int keep = fwd_keeps(a->mode);
+    if (which == 0) {
+        if (!model_is_encdec(c) || c->enc_layers < 1) return NULL;
+        return &a->enc.blocks[keep ? 2 * (c->enc_layers - 1) : 0];
+    }
+    int per_layer = c->arch == ARCH_GPT2 ? 2 : 3;
+    if (which == 2 && per_layer == 2) return NULL;
+    if (which != 1 && which != 2) return NULL;
+    return &a->dec.blocks[(keep ? per_layer * (c->dec_layers - 1) : 0) + (which == 2)];
+}
+
+int model_attention_qkv(Model *m, int which, AttnQKV *out) {
+    BlockActs *k = last_attention_block(m, which);
+    if (!k || !k->q) return tt_err("model_attention_qkv: no attention of kind %d after this forward", which);
+    const ModelActs *a = m->acts;
+    const ModelConfig *c = &m->cfg;
+    int C = c->d_model;
+    out->C = C;
+    out->heads = which == 0 ? c->enc_heads : c->dec_heads;
+    out->B = a->B;
+    if (which == 2) {
+        out->Tq = a->T, out->Tk = a->S;
+        out->q = k->q, out->ldq = C;
+        out->k = k->kv, out->v = k->kv + C, out->ldkv = 2 * C;
+    } else {
+        out->Tq = out->Tk = which == 0 ? a->S : a->T;
+        out->q = k->q, out->ldq = 3 * C;
+        out->k = k->q + C, out->v = k->q + 2 * C, out->ldkv = 3 * C;
+    }
+    return 0;
+}
+
+int model_attention_qkv_grad(Model *m, int which, int zero, AttnQKVGrad *out) {
+    BlockActs *k = last_attention_block(m, which);
+    ModelActs *a = m->acts;
+    if (!k || !k->q || !fwd_keeps(a->mode))
+        return tt_err("model_attention_qkv_grad: needs a forward that keeps activations");
+    const ModelConfig *c = &m->cfg;
+    long C = c->d_model, N = (long)a->B * (which == 0 ? a->S : a->T), Ns = (long)a->B * a->S;
+    size_t need = which == 2 ? (size_t)(N * C + Ns * 2 * C) : (size_t)(N * 3 * C);
+    if (need > a->qkv_grad_cap[which]) {
+        free(a->qkv_grad[which]);
+        a->qkv_grad[which] = malloc(need * sizeof(real));
+        a->qkv_grad_cap[which] = a->qkv_grad[which] ? need : 0;
+        if (!a->qkv_grad[which]) return tt_err("out of memory");
+    }
+    real *g = a->qkv_grad[which];
+    if (zero || k->extra_dq != g) memset(g, 0, need * sizeof(real));
+    k->extra_dq = g;
+    if (which == 2) {
+        k->extra_dkv = g + N * C;
+        out->dq = g, out->ldq = (int)C;
+        out->dk = g + N * C, out->dv = g + N * C + C, out->ldkv = (int)(2 * C);
+    } else {
+        k->extra_dkv = NULL;
+        out->dq = g, out->ldq = (int)(3 * C);
+        out->dk = g + C, out->dv = g + 2 * C, out->ldkv = (int)(3 * C);
+    }
+    return 0;
 }
 
 void model_logits(Model *m, int row0, int n, real *out) {
@@ -477,6 +547,8 @@ static void sublayer_backward(const BlockCtx *x, BlockActs *k, const LayerParams
         linear_backward_set(a->d_att, g->o_w, g->o_b, d_f, C, k->att, w->o_w, N, C, C, lay);
         attention_backward(a->d_q, a->d_q + C, a->d_q + 2 * C, a->d_att, k->probs, k->q, 3 * C, k->q + C, 3 * C,
                            k->q + 2 * C, 3 * C, x->B, x->Tq, x->Tq, x->H, C, scale, &drop, a->att_scratch);
+        if (k->extra_dq)
+            for (long i = 0; i < (long)N * 3 * C; i++) a->d_q[i] += k->extra_dq[i];
         lin_dx(dx, g->q_w, g->q_b, a->d_q, 3 * C, inp, w->q_w, N, C, 3 * C, lay);
     } else if (kind == BLOCK_CROSS) {
         const AttnParams *w = &lp->cross;
@@ -485,6 +557,10 @@ static void sublayer_backward(const BlockCtx *x, BlockActs *k, const LayerParams
         linear_backward_set(a->d_att, g->o_w, g->o_b, d_f, C, k->att, w->o_w, N, C, C, W_OUT_IN);
         attention_backward(a->d_q, a->d_kv, a->d_kv + C, a->d_att, k->probs, k->q, C, k->kv, 2 * C, k->kv + C,
                            2 * C, x->B, x->Tq, x->Tk, x->H, C, scale, &drop, a->att_scratch);
+        if (k->extra_dq) {
+            for (long i = 0; i < (long)N * C; i++) a->d_q[i] += k->extra_dq[i];
+            for (long i = 0; i < (long)Ns * 2 * C; i++) a->d_kv[i] += k->extra_dkv[i];
+        }
         lin_dx(dx, g->q_w, g->q_b, a->d_q, C, inp, w->q_w, N, C, C, W_OUT_IN);
         linear_backward(a->d_enc_out, g->k_w, g->k_b, a->d_kv, 2 * C, x->enc_out, w->k_w, Ns, C, 2 * C, W_OUT_IN);
     } else {

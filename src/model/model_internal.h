@@ -22,6 +22,7 @@ typedef struct {
     real *att;                         /* (N,C) heads side by side */
     real *h1, *h2, *h3;                /* FFN: fc1 out, GELU out, after activation dropout (N,F) */
     uint8_t *h_mask;
+    real *extra_dq, *extra_dkv;        /* gradients added to d(q|k|v) in backward (attention KD) */
 } BlockActs;
 
 typedef struct {
@@ -45,6 +46,8 @@ struct ModelActs {
     real *row_x, *row_dx; /* (chunk_rows, C): gathered rows for model_token_loss */
     int chunk_rows;
     int scratch_threads; /* att_scratch holds 2*T*T reals for this many threads */
+    real *qkv_grad[3];   /* model_attention_qkv_grad's buffers (malloc'd), and their sizes */
+    size_t qkv_grad_cap[3];
 };
 
 void model_bind(Model *m, real *base, ModelParams *p);

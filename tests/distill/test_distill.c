@@ -798,6 +798,8 @@ Test(distill_cli, every_method_runs_end_to_end, .timeout = 300) {
                           "--method student-pt --student-temperature 1.5",
                           "--method gkd --student-fraction 0.5",
                           "--method minillm --mix-alpha 0.2",
+                          "--method attention-kd --relation-heads 2",
+                          "--method kd --attention-weight 0.5 --ce-weight 0.3",
                           "--method kd --teacher-cache exact",
                           "--method kd --teacher-cache sparse --cache-top-k 8",
                           "--method joint --teacher-cache exact",
@@ -815,10 +817,159 @@ Test(distill_cli, every_method_runs_end_to_end, .timeout = 300) {
         cr_expect(file_exists(model), "'%s' wrote no model", runs[k]);
     }
     /* the sparse cache's bias was measured and logged */
-    snprintf(out, sizeof out, "%s/run11.log", dir);
+    snprintf(out, sizeof out, "%s/run13.log", dir);
     size_t n;
     char *log = read_file_text(out, &n);
     cr_expect(log && strstr(log, "sparse teacher cache") && strstr(log, "bias"), "no bias line in %s", out);
     free(log);
+    test_rmtree(dir);
+}
+
+/* ---- attention relations (MiniLM v2) ---- */
+
+static cJSON *rows_json(const real *x, int ld, int B, int L, int C) {
+    cJSON *a = cJSON_CreateArray();
+    for (int b = 0; b < B; b++) {
+        cJSON *ab = cJSON_CreateArray();
+        for (int i = 0; i < L; i++) {
+            cJSON *row = cJSON_CreateArray();
+            for (int e = 0; e < C; e++) cJSON_AddItemToArray(row, cJSON_CreateNumber(x[((long)b * L + i) * ld + e]));
+            cJSON_AddItemToArray(ab, row);
+        }
+        cJSON_AddItemToArray(a, ab);
+    }
+    return a;
+}
+
+Test(attention_relation, matches_the_float64_torch_reference_and_is_zero_for_the_teacher, .timeout = 120) {
+    ModelConfig ct = tiny_config(ARCH_MBART, 48, 1, 2, 0), cs = tiny_config(ARCH_MBART, 48, 1, 1, 0);
+    cs.d_model = 24, cs.enc_heads = cs.dec_heads = 3, cs.enc_ffn = cs.dec_ffn = 40;
+    ct.init_std = cs.init_std = 0.3; /* peaked relations, gradients well above rounding */
+    Model *t = model_new(&ct, 41), *s = model_new(&cs, 42), *same = model_new(&ct, 41);
+    model_alloc_grads(s);
+    model_alloc_grads(same);
+    PairSet ps;
+    BatchBuf bb;
+    batch_for(&ct, &ps, &bb);
+    const Batch *b = &bb.batch;
+    /* the teacher against itself: zero */
+    TEST_ASSERT_OK(model_forward(t, b, FWD_INFER));
+    TEST_ASSERT_OK(model_forward(same, b, FWD_KEEP));
+    int nrel;
+    double z = attention_relation_kd(t, same, b, 2, 1, 1.0, &nrel);
+    cr_expect(fabs(z) < 1e-9 && nrel == 9, "teacher against itself: %g over %d relations", z, nrel);
+    /* a student of another width and head count, re-split into the teacher's 2 heads */
+    TEST_ASSERT_OK(model_forward(s, b, FWD_KEEP));
+    double loss = attention_relation_kd(t, s, b, 2, 1, 1.0, &nrel);
+    cr_assert(isfinite(loss) && loss > 0 && nrel == 9, "loss %g over %d relations", loss, nrel);
+    int B = b->B, S = b->S, T = b->T;
+    int *vs = malloc(sizeof(int) * B * S), *vt = malloc(sizeof(int) * B * T);
+    for (int i = 0; i < B * S; i++) vs[i] = b->src_mask[i];
+    for (int i = 0; i < B * T; i++) vt[i] = b->labels[i] != -100;
+    cJSON *rels = cJSON_CreateArray();
+    real *grads[9];
+    int glds[9], gl[9];
+    int k9 = 0;
+    for (int which = 0; which < 3; which++) {
+        AttnQKV qt, qs;
+        AttnQKVGrad g;
+        TEST_ASSERT_OK(model_attention_qkv(t, which, &qt));
+        TEST_ASSERT_OK(model_attention_qkv(s, which, &qs));
+        TEST_ASSERT_OK(model_attention_qkv_grad(s, which, 0, &g));
+        for (int x = 0; x < 3; x++, k9++) {
+            int keys = x > 0;
+            int L = which == 0 ? S : (which == 2 && keys ? S : T);
+            int causal = which == 1 || (which == 2 && !keys);
+            const int *valid = which == 0 || (which == 2 && keys) ? vs : vt;
+            cJSON *r = cJSON_CreateObject();
+            cJSON_AddItemToObject(r, "xt", rows_json(x == 0 ? qt.q : x == 1 ? qt.k : qt.v, x == 0 ? qt.ldq : qt.ldkv, B, L, ct.d_model));
+            cJSON_AddItemToObject(r, "xs", rows_json(x == 0 ? qs.q : x == 1 ? qs.k : qs.v, x == 0 ? qs.ldq : qs.ldkv, B, L, cs.d_model));
+            cJSON *va = cJSON_CreateArray();
+            for (int bi = 0; bi < B; bi++) {
+                cJSON *row = cJSON_CreateArray();
+                for (int i = 0; i < L; i++) cJSON_AddItemToArray(row, cJSON_CreateNumber(valid[bi * L + i]));
+                cJSON_AddItemToArray(va, row);
+            }
+            cJSON_AddItemToObject(r, "valid", va);
+            cJSON_AddNumberToObject(r, "causal", causal);
+            cJSON_AddItemToArray(rels, r);
+            grads[k9] = x == 0 ? g.dq : x == 1 ? g.dk : g.dv;
+            glds[k9] = x == 0 ? g.ldq : g.ldkv;
+            gl[k9] = L;
+        }
+    }
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddNumberToObject(root, "A", 2);
+    cJSON_AddItemToObject(root, "relations", rels);
+    char dir[128], in[256], out[256], cmd[700];
+    test_tmpdir(dir, sizeof dir);
+    snprintf(in, sizeof in, "%s/in.json", dir);
+    snprintf(out, sizeof out, "%s/out.json", dir);
+    char *text = cJSON_PrintUnformatted(root);
+    FILE *f = fopen(in, "w");
+    fputs(text, f);
+    fclose(f);
+    free(text);
+    cJSON_Delete(root);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/distill/attn_ref.py < %s > %s", in, out);
+    cr_assert(system(cmd) == 0, "the PyTorch reference failed");
+    size_t n;
+    char *rt = read_file_text(out, &n);
+    cJSON *ref = cJSON_Parse(rt);
+    free(rt);
+    double rl = cJSON_GetObjectItem(ref, "loss")->valuedouble;
+    cr_expect(fabs(loss - rl) <= 1e-6 * rl, "relation loss %.10g, torch %.10g", loss, rl);
+    const cJSON *rg = cJSON_GetObjectItem(ref, "grads");
+    for (int k = 0; k < 9; k++) {
+        const cJSON *gk = cJSON_GetArrayItem(rg, k);
+        double md = 0, mr = 0;
+        for (int bi = 0; bi < B; bi++)
+            for (int i = 0; i < gl[k]; i++)
+                for (int e = 0; e < cs.d_model; e++) {
+                    double want = cJSON_GetArrayItem(cJSON_GetArrayItem(cJSON_GetArrayItem(gk, bi), i), e)->valuedouble;
+                    double got = grads[k][((long)bi * gl[k] + i) * glds[k] + e];
+                    md = fmax(md, fabs(got - want));
+                    mr = fmax(mr, fabs(want));
+                }
+        cr_expect(md <= 1e-5 * fmax(mr, 1e-6), "relation %d: gradient differs from autograd by %g (scale %g)", k, md, mr);
+    }
+    cJSON_Delete(ref);
+    /* and through the student's parameters, against finite differences (the gradient path
+     * into model_backward) */
+    DistillLossOptions o;
+    distill_loss_options_default(&o);
+    o.teacher = t;
+    o.w_kd = 0, o.w_att = 1, o.relation_heads = 2;
+    o.max_source_tokens = 8, o.max_target_tokens = 6;
+    DistillLoss *l = distill_loss_new(&o, s, 5, 8, 6);
+    cr_assert(l, "%s", tt_errmsg());
+    dl_loss(l, s, b, 1);
+    real *g0 = malloc(sizeof(real) * s->n_params);
+    memcpy(g0, s->grads, sizeof(real) * s->n_params);
+    for (int probe = 0; probe < 5; probe++) {
+        size_t best = 0;
+        for (size_t i = 0; i < s->n_params; i++)
+            if (fabs(g0[i]) > fabs(g0[best])) best = i;
+        real keep = s->params[best], h = 3e-3f;
+        s->params[best] = keep + h;
+        double up = dl_loss(l, s, b, 0);
+        s->params[best] = keep - h;
+        double dn = dl_loss(l, s, b, 0);
+        s->params[best] = keep;
+        double fd = (up - dn) / (2 * (double)h);
+        cr_expect(fabs(g0[best]) > 1e-3, "gradient %g too small to check", g0[best]);
+        cr_expect(fabs(fd - g0[best]) <= 0.03 * fabs(g0[best]) + 1e-5, "param %zu: gradient %g, differences %g", best,
+                  g0[best], fd);
+        g0[best] = 0;
+    }
+    free(g0);
+    distill_loss_free(l);
+    free(vs);
+    free(vt);
+    batchbuf_free(&bb);
+    pairset_free(&ps);
+    model_free(t);
+    model_free(s);
+    model_free(same);
     test_rmtree(dir);
 }
