@@ -122,7 +122,8 @@ TeacherCache *teacher_cache_open(const char *path, const Model *teacher, const P
     }
     c->kind = (int)kind, c->width = (int)width;
     size_t row_bytes = kind == 0 ? 4 * (size_t)width : 8 * (size_t)width;
-    if (c->n_pairs > (size - HEADER_BYTES) / 8 - 1) {
+    size_t avail = size - HEADER_BYTES;
+    if (avail < 8 || c->n_pairs > avail / 8 - 1) {
         tt_err("%s: %llu pairs do not fit the file", path, (unsigned long long)c->n_pairs);
         goto fail;
     }
