@@ -31,6 +31,20 @@ void tt_log_set_level(int level);
 int tt_log_level(void);
 void tt_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #define tt_info(...) tt_log(1, __VA_ARGS__)
+
+/* The one progress display of long work: on a terminal a line redrawn in place (count, bar,
+ * rate, ETA, extra), otherwise a log line every 10 s and at the end. */
+typedef struct {
+    const char *what, *unit;
+    int enabled, tty;
+    double t0, last_log;
+    long last_done, done0;
+} TtProgress;
+void tt_progress_init(TtProgress *p, const char *what, const char *unit, int enabled);
+/* done of total; extra (may be NULL) is appended (a loss, a rate). */
+void tt_progress(TtProgress *p, long done, long total, const char *extra);
+/* "mm:ss" or "h:mm:ss"; "--:--" when unknown. */
+void tt_format_duration(char *buf, size_t n, double s);
 #define tt_debug(...) tt_log(2, __VA_ARGS__)
 
 /* Aligned (64-byte) zeroed allocation; NULL with an error on failure. Free with tt_free. */

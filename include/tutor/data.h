@@ -82,8 +82,12 @@ void dataset_free(Dataset *ds);
 size_t utf8_first_invalid(const char *s, size_t n);
 /* Copies s[0..n) to a new NUL-terminated string in which each maximal invalid subpart
  * (Unicode's "U+FFFD substitution of maximal subparts", as Python's errors="replace")
- * becomes U+FFFD; *replaced (may be NULL) gets how many. NULL on allocation failure. */
-char *utf8_replace_invalid(const char *s, size_t n, size_t *replaced);
+ * becomes U+FFFD; *n_out (may be NULL) gets its length, *replaced (may be NULL) how many
+ * subparts were replaced. NULL on allocation failure. */
+char *utf8_replace_invalid(const char *s, size_t n, size_t *n_out, size_t *replaced);
+/* The sequence at s[0] (n >= 1 bytes left): its length when valid, else 0 with the length
+ * of its maximal invalid subpart in *bad_len (may be NULL). */
+size_t utf8_sequence_len(const uint8_t *s, size_t n, size_t *bad_len);
 
 /* ---- Pseudo-target files ------------------------------------------------------------------ */
 

@@ -109,6 +109,18 @@ double kd_token_sparse(const int32_t *ids, const float *logp, int k, const real 
 int teacher_cache_sparse_bias(const TeacherCache *c, Model *teacher, Model *student, const PairSet *ps, size_t n,
                               double *full, double *bucket, double *truncated, long *tokens);
 
+/* ---- Two models teacher-forced (teacher_forced.c) ---------------------------------------- */
+
+/* Runs oracle O (may be NULL) and model M teacher-forced on the targets of ps and, for the
+ * k-th target token of the set (targets laid end to end in ps order; sum of tgt_len
+ * entries), writes kl[k] = KL(O(.|x, y_<t) || M(.|x, y_<t)) and nll[k] = -log M(y_t | x,
+ * y_<t), both in double from log-softmax of the logits. kl (needs O) and nll may be NULL.
+ * O and M must have the same vocabulary size and be distinct objects (each keeps its own
+ * activations). Batches hold at most max_batch pairs and batch_tokens padded tokens.
+ * 0 or -1. */
+int teacher_forced_token_stats(Model *oracle, Model *model, const PairSet *ps, int batch_tokens,
+                               int max_batch, double *kl, double *nll);
+
 /* ---- Students ---------------------------------------------------------------------------- */
 
 /* Parses "0,-1" (negative counts from the end) into sorted unique layer indices of a stack

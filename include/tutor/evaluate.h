@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "tutor/data.h"
+#include "tutor/distill.h"
 #include "tutor/generate.h"
 #include "tutor/metrics.h"
 #include "tutor/model.h"
@@ -16,16 +17,6 @@
 #include "tutor/train.h"
 
 /* ---- Teacher-forced per-token statistics ------------------------------------------------ */
-
-/* Runs oracle O (may be NULL) and model M teacher-forced on the targets of ps and, for the
- * k-th target token of the set (targets laid end to end in ps order; sum of tgt_len
- * entries), writes kl[k] = KL(O(.|x, y_<t) || M(.|x, y_<t)) and nll[k] = -log M(y_t | x,
- * y_<t), both in double from log-softmax of the logits. kl (needs O) and nll may be NULL.
- * O and M must have the same vocabulary size and be distinct objects (each keeps its own
- * activations). Batches hold at most max_batch pairs and batch_tokens padded tokens.
- * 0 or -1. */
-int teacher_forced_token_stats(Model *oracle, Model *model, const PairSet *ps, int batch_tokens,
-                               int max_batch, double *kl, double *nll);
 
 /* Total target tokens of a pair set. */
 long pairset_target_tokens(const PairSet *ps);

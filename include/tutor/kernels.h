@@ -101,6 +101,10 @@ void dropout_backward(real *dinp, const uint8_t *mask, const real *dout, long n,
 /* Log-softmax statistics of one row of logits (V): max and log-sum-exp, in double. */
 void logsumexp_row(const real *logits, int V, double *max_out, double *lse_out);
 
+/* out = log_softmax(x / tau) of one row of V logits, in double: the one log-softmax every
+ * distribution comparison (KD objectives, exposure bias, rewards) uses. */
+void log_softmax_row(const real *x, int V, double tau, double *out);
+
 /* Cross-entropy fused with the vocabulary projection, chunked so that no (N, V) logits
  * matrix is kept. x (N,C) final hidden states, w (V,C) the (tied) output embedding, bias (V)
  * or NULL; labels (N), -100 = ignored. Returns the sum over counted tokens of the token loss

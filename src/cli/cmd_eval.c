@@ -54,25 +54,18 @@ static void usage(FILE *f) {
 }
 
 typedef struct {
-    int tty;
-    int last_decile;
-    char what[96];
+    TtProgress p;
+    char raw[96], what[112];
 } Progress;
 
 static void on_progress(const char *what, long done, long total, void *ctx) {
     Progress *p = ctx;
-    if (strcmp(p->what, what)) {
-        snprintf(p->what, sizeof p->what, "%s", what);
-        p->last_decile = -1;
+    if (strcmp(p->raw, what)) {
+        snprintf(p->raw, sizeof p->raw, "%s", what);
+        snprintf(p->what, sizeof p->what, "generating: %s", what);
+        tt_progress_init(&p->p, p->what, "inputs", 1);
     }
-    int decile = total > 0 ? (int)(10 * done / total) : 10;
-    if (p->tty) {
-        fprintf(stderr, "\r  generating: %-24s %6ld/%ld", what, done, total);
-        if (done >= total) fprintf(stderr, "\n");
-    } else if (decile != p->last_decile || done >= total) {
-        fprintf(stderr, "  generating: %s %ld/%ld\n", what, done, total);
-    }
-    p->last_decile = decile;
+    tt_progress(&p->p, done, total, NULL);
 }
 
 static int parse_int(const char *flag, const char *value, long min, long *out) {
@@ -175,7 +168,8 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "tutor: eval: --plot draws exposure bias, which needs --oracle\n");
         return 2;
     }
-    Progress prog = {isatty(2), -1, ""};
+    Progress prog;
+    memset(&prog, 0, sizeof prog);
     if (quiet) tt_log_set_level(0);
     else o.progress = on_progress, o.progress_ctx = &prog;
 

@@ -38,27 +38,9 @@ static void usage(FILE *f) {
             GEN_FLAGS_HELP);
 }
 
-typedef struct {
-    int tty;
-    double last_s;
-    long last_done;
-} Progress;
-
 static void show_progress(long done, long total, double elapsed_s, void *ctx) {
-    Progress *p = ctx;
-    if (done == p->last_done) return;
-    p->last_done = done;
-    double rate = elapsed_s > 0 ? done / elapsed_s : 0;
-    double eta = rate > 0 && total > done ? (total - done) / rate : 0;
-    if (p->tty) {
-        fprintf(stderr, "\r%ld/%ld inputs  %.1f inputs/s  ETA %02d:%02d:%02d ", done, total, rate, (int)(eta / 3600),
-                (int)(eta / 60) % 60, (int)eta % 60);
-        if (done >= total) fputc('\n', stderr);
-        fflush(stderr);
-    } else if (elapsed_s - p->last_s >= 10 || done >= total) {
-        p->last_s = elapsed_s;
-        tt_info("generate: %ld/%ld inputs, %.1f inputs/s, ETA %.0f s", done, total, rate, eta);
-    }
+    (void)elapsed_s;
+    tt_progress(ctx, done, total, NULL);
 }
 
 static int parse_int(const char *flag, const char *s, int lo, int *out) {
@@ -165,9 +147,10 @@ int cmd_generate(int argc, char **argv) {
         model_free(m);
         return 1;
     }
-    Progress pr = {isatty(2), 0, -1};
-    if (progress || !pr.tty) {
-        pr.tty = progress && pr.tty;
+    TtProgress pr;
+    tt_progress_init(&pr, "generate", "inputs", 1);
+    if (!progress) pr.tty = 0;
+    {
         fo.progress = show_progress;
         fo.progress_ctx = &pr;
     }

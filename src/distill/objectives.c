@@ -42,21 +42,10 @@ int kd_objective_check(const KdObjective *o) {
 
 size_t kd_scratch_doubles(int V) { return 5 * (size_t)V; }
 
-/* out = log_softmax(x / tau) and its exponential. */
+/* log p = log_softmax(x / tau) (the kernel's) and p. */
 static void log_softmax_tau(const real *x, int V, double tau, double *logp, double *p) {
-    double mx = -INFINITY;
-    for (int v = 0; v < V; v++)
-        if (x[v] > mx) mx = x[v];
-    double s = 0;
-    for (int v = 0; v < V; v++) {
-        logp[v] = ((double)x[v] - mx) / tau;
-        s += exp(logp[v]);
-    }
-    double ls = log(s);
-    for (int v = 0; v < V; v++) {
-        logp[v] -= ls;
-        p[v] = exp(logp[v]);
-    }
+    log_softmax_row(x, V, tau, logp);
+    for (int v = 0; v < V; v++) p[v] = exp(logp[v]);
 }
 
 static int by_prob_desc(const void *a, const void *b, void *ctx) {

@@ -16,6 +16,19 @@ void logsumexp_row(const real *logits, int V, double *max_out, double *lse_out) 
     *lse_out = mx + log(s);
 }
 
+void log_softmax_row(const real *x, int V, double tau, double *out) {
+    double mx = -INFINITY;
+    for (int v = 0; v < V; v++)
+        if ((double)x[v] > mx) mx = (double)x[v];
+    double s = 0;
+    for (int v = 0; v < V; v++) {
+        out[v] = ((double)x[v] - mx) / tau;
+        s += exp(out[v]);
+    }
+    double ls = log(s);
+    for (int v = 0; v < V; v++) out[v] -= ls;
+}
+
 enum { MAX_CHUNK_ROWS = 1024 };
 
 typedef struct {

@@ -378,12 +378,12 @@ int tokenizer_encode(const Tokenizer *t, const char *text, size_t len,
     const uint8_t *s = (const uint8_t *)text;
     size_t n = len;
     uint8_t *fixed = NULL;
-    size_t bad = bpe_utf8_first_invalid(s, n);
+    size_t bad = utf8_first_invalid((const char *)s, n);
     if (bad < n) {
         /* byte offsets in messages are 1-based, as data.h counts them */
         if (!opt->replace_invalid) return tt_err("invalid UTF-8 at byte %zu", bad + 1);
         size_t count;
-        fixed = bpe_utf8_replace_invalid(s, n, &n, &count);
+        fixed = (uint8_t *)utf8_replace_invalid((const char *)s, n, &n, &count);
         if (!fixed) return tt_err("out of memory");
         s = fixed;
         if (n_replaced) *n_replaced = count;
@@ -446,9 +446,9 @@ char *tokenizer_decode(const Tokenizer *t, const int *ids, size_t n, int skip_sp
         k += e - b;
     }
     out[k] = 0;
-    if (bpe_utf8_first_invalid((const uint8_t *)out, k) < k) {
+    if (utf8_first_invalid(out, k) < k) {
         size_t m, count;
-        uint8_t *fixed = bpe_utf8_replace_invalid((const uint8_t *)out, k, &m, &count);
+        uint8_t *fixed = (uint8_t *)utf8_replace_invalid(out, k, &m, &count);
         free(out);
         if (!fixed) {
             tt_err("out of memory decoding %zu ids", n);

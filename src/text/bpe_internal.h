@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "tutor/core.h"
+#include "tutor/data.h"
 #include "tutor/tokenizer.h"
 
 /* ---- byte <-> unicode (GPT-2's bytes_to_unicode) ---- */
@@ -25,17 +26,7 @@ size_t bpe_bytes_to_spelling(const uint8_t *src, size_t n, char *dst);
  * Returns the byte count, or -1 if a character is not a byte symbol. */
 long bpe_spelling_to_bytes(const char *spelling, size_t n, uint8_t *dst);
 
-/* ---- UTF-8 ---- */
-
-/* Length of the valid UTF-8 sequence at s (1-4), or 0 if s starts an invalid one; in that
- * case *bad_len (may be NULL) gets the length of the maximal invalid subpart (the bytes one
- * U+FFFD replaces, as WHATWG and Hugging Face count them). n > 0. */
-size_t bpe_utf8_sequence_len(const uint8_t *s, size_t n, size_t *bad_len);
-/* Offset of the first invalid sequence, or n if the text is valid. */
-size_t bpe_utf8_first_invalid(const uint8_t *s, size_t n);
-/* malloc'd copy of s with each invalid sequence replaced by U+FFFD; *n_out its length,
- * *n_replaced the count. NULL on allocation failure. */
-uint8_t *bpe_utf8_replace_invalid(const uint8_t *s, size_t n, size_t *n_out, size_t *n_replaced);
+/* UTF-8: utf8_first_invalid, utf8_replace_invalid, utf8_sequence_len (data.h, utf8.c). */
 
 /* ---- GPT-2 pre-tokenizer ---- */
 

@@ -51,12 +51,12 @@ size_t bpe_trainer_replaced(const BpeTrainer *tr) { return tr->replaced; }
 int bpe_trainer_add(BpeTrainer *tr, const char *text, size_t len) {
     const uint8_t *s = (const uint8_t *)text;
     uint8_t *fixed = NULL;
-    size_t bad = bpe_utf8_first_invalid(s, len);
+    size_t bad = utf8_first_invalid((const char *)s, len);
     if (bad < len) {
         /* byte offsets in messages are 1-based, as data.h counts them */
         if (!tr->opt.replace_invalid) return tt_err("invalid UTF-8 at byte %zu", bad + 1);
         size_t count;
-        if (!(fixed = bpe_utf8_replace_invalid(s, len, &len, &count))) return tt_err("out of memory");
+        if (!(fixed = (uint8_t *)utf8_replace_invalid((const char *)s, len, &len, &count))) return -1;
         tr->replaced += count;
         s = fixed;
     }

@@ -13,80 +13,6 @@
 
 /* ---- UTF-8 -------------------------------------------------------------------------------- */
 
-/* Looks at the sequence starting at s[0] (n >= 1 bytes left). Returns 1 if it is a valid
- * scalar value, with its length in *len; 0 if not, with the length of its maximal invalid
- * subpart in *len (the bytes that could still have begun a valid sequence, at least 1). */
-static int utf8_sequence(const unsigned char *s, size_t n, size_t *len) {
-    unsigned char b = s[0];
-    size_t need;
-    unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-    if (b < 0x80) {
-        *len = 1;
-        return 1;
-    } else if (b >= 0xC2 && b <= 0xDF) {
-        need = 2;
-    } else if (b >= 0xE0 && b <= 0xEF) {
-        need = 3;
-        if (b == 0xE0) lo = 0xA0;      /* below: overlong */
-        else if (b == 0xED) hi = 0x9F; /* above: surrogates */
-    } else if (b >= 0xF0 && b <= 0xF4) {
-        need = 4;
-        if (b == 0xF0) lo = 0x90;      /* below: overlong */
-        else if (b == 0xF4) hi = 0x8F; /* above: beyond U+10FFFF */
-    } else {
-        *len = 1; /* a continuation byte alone, C0/C1 (always overlong) or F5..FF */
-        return 0;
-    }
-    for (size_t k = 1; k < need; k++) {
-        unsigned char lo_k = k == 1 ? lo : 0x80, hi_k = k == 1 ? hi : 0xBF;
-        if (k >= n || s[k] < lo_k || s[k] > hi_k) {
-            *len = k;
-            return 0;
-        }
-    }
-    *len = need;
-    return 1;
-}
-
-size_t utf8_first_invalid(const char *s, size_t n) {
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0, len;
-    while (i < n) {
-        if (u[i] < 0x80) {
-            i++;
-            continue;
-        }
-        if (!utf8_sequence(u + i, n - i, &len)) return i;
-        i += len;
-    }
-    return n;
-}
-
-char *utf8_replace_invalid(const char *s, size_t n, size_t *replaced) {
-    const unsigned char *u = (const unsigned char *)s;
-    /* Each replaced subpart is at least 1 byte and becomes 3: 3n bounds the output. */
-    char *out = malloc(3 * n + 1);
-    if (!out) {
-        tt_err("out of memory (%zu bytes)", 3 * n + 1);
-        return NULL;
-    }
-    size_t i = 0, o = 0, count = 0, len;
-    while (i < n) {
-        if (utf8_sequence(u + i, n - i, &len)) {
-            memcpy(out + o, s + i, len);
-            o += len;
-        } else {
-            memcpy(out + o, "\xEF\xBF\xBD", 3);
-            o += 3;
-            count++;
-        }
-        i += len;
-    }
-    out[o] = 0;
-    if (replaced) *replaced = count;
-    return out;
-}
-
 /* ---- Reader ------------------------------------------------------------------------------- */
 
 struct JsonlReader {
@@ -262,7 +188,7 @@ static int parse_line(JsonlReader *r, char *text, size_t n, Example *ex) {
     if (nul) return bad_line(r, "NUL byte at byte %zu", (size_t)(nul - text) + 1) < 0 ? -1 : 0;
     if (bad < n) {
         size_t count = 0;
-        fixed = utf8_replace_invalid(text, n, &count);
+        fixed = utf8_replace_invalid(text, n, NULL, &count);
         if (!fixed) return -1;
         r->replaced += count;
         text = fixed;

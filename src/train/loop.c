@@ -25,6 +25,7 @@ struct Trainer {
     FILE *metrics;
     char *opts_json;
     int tty;
+    TtProgress prog;
     /* this process's clock and the window of the current log line */
     double t_start, elapsed0, window_t0;
     long window_tokens, window_loss_tokens;
@@ -74,16 +75,6 @@ static void metrics_write(FILE *f, cJSON *o) {
         free(s);
     }
     cJSON_Delete(o);
-}
-
-static void format_eta(char *buf, size_t n, double s) {
-    if (!isfinite(s) || s < 0) {
-        snprintf(buf, n, "--:--");
-        return;
-    }
-    long t = (long)s;
-    if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
-    else snprintf(buf, n, "%02ld:%02ld", t / 60, t % 60);
 }
 
 static char *options_json(const TrainOptions *o) {
@@ -228,6 +219,7 @@ Trainer *trainer_open(Model *m, const TrainOptions *o, const TrainParts *parts) 
     t->sched = o->schedule;
     t->sched.total_steps = o->max_steps;
     t->tty = o->progress && isatty(2);
+    tt_progress_init(&t->prog, "step", "steps", t->tty);
     t->t_start = tt_now_s();
     t->elapsed0 = t->st.elapsed_s;
     t->step0 = t->st.step;
@@ -326,16 +318,9 @@ int trainer_step(Trainer *t) {
             tt_info("step %ld  loss %.4f  lr %.2e  |g| %.2f  %.0f tok/s", t->st.step, window_mean, lr, gnorm, tok_s);
     }
     if (t->tty) {
-        char eta[32];
-        double per_step = (now - t->t_start) / (double)(t->st.step - t->step0 > 0 ? t->st.step - t->step0 : 1);
-        format_eta(eta, sizeof eta, per_step * (double)(o->max_steps - t->st.step));
-        int width = 30, fill = (int)(width * (double)t->st.step / (double)o->max_steps);
-        char bar[64];
-        for (int i = 0; i < width; i++) bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
-        bar[width] = 0;
-        fprintf(stderr, "\r  step %ld/%ld [%s] loss %.4f  %.0f tok/s  ETA %s   ", t->st.step, o->max_steps, bar,
-                mean_loss, tok_s, eta);
-        fflush(stderr);
+        char extra[64];
+        snprintf(extra, sizeof extra, "loss %.4f  %.0f tok/s", mean_loss, tok_s);
+        tt_progress(&t->prog, t->st.step, o->max_steps, extra);
     }
     if (do_log || last) {
         t->window_t0 = now;

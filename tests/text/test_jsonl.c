@@ -131,11 +131,11 @@ Test(jsonl, utf8_validator) {
     cr_assert_eq(utf8_first_invalid("x\xc1\xbf", 3), 1);
     size_t n = 0;
     /* Maximal subparts, as Python's errors="replace": E1 80 is one, C0 and AF each one. */
-    char *r = utf8_replace_invalid("a\xe1\x80" "b\xc0\xaf" "c", 7, &n);
+    char *r = utf8_replace_invalid("a\xe1\x80" "b\xc0\xaf" "c", 7, NULL, &n);
     cr_assert_str_eq(r, "a\xef\xbf\xbd" "b\xef\xbf\xbd\xef\xbf\xbd" "c");
     cr_assert_eq(n, 3);
     free(r);
-    r = utf8_replace_invalid("\xed\xa0\x80", 3, &n); /* surrogate: 3 single bytes */
+    r = utf8_replace_invalid("\xed\xa0\x80", 3, NULL, &n); /* surrogate: 3 single bytes */
     cr_assert_str_eq(r, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
     cr_assert_eq(n, 3);
     free(r);
