@@ -1,6 +1,8 @@
 /* distill-speed.c: what a word-level KD step costs next to its parts, on the study's shapes:
  * teacher mBART-style d_model 256, 4+4 layers, 4 heads, FFN 1024, vocabulary 8000; student the
- * teacher shrunk to decoder layers 0 and 3 (tutor distill's default); batch 16 x (128 source,
+ * teacher shrunk to decoder layers 0 and 3 with all encoder layers (4:2, tutor distill's
+ * default), encoder layers 0 and 3 too (2:2, --student 2:2), or a random student of a quarter
+ * of the width, d_model 128, 2+2 layers (--student small); batch 16 x (128 source,
  * 32 target) tokens; no dropout. Times, in one run and interleaved step by step: the
  * teacher's inference forward alone, the student's forward + backward with cross-entropy
  * alone, and a full KD step (tutor distill's loss: teacher forward, student forward, forward
@@ -20,11 +22,13 @@ enum { B = 16, S = 128, T = 32 };
 
 int main(int argc, char **argv) {
     int steps = 7, threads = 1;
+    const char *layers = "4:2";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--student") && i + 1 < argc) layers = argv[++i];
         else {
-            fprintf(stderr, "usage: distill-speed [--steps N (>= 3)] [--threads N]\n");
+            fprintf(stderr, "usage: distill-speed [--steps N (>= 3)] [--threads N] [--student 4:2|2:2|small]\n");
             return 2;
         }
     }
@@ -40,8 +44,19 @@ int main(int argc, char **argv) {
     cfg.dropout = cfg.attn_dropout = cfg.act_dropout = 0;
     cfg.pad_id = 1, cfg.bos_id = 0, cfg.eos_id = 2, cfg.decoder_start_id = 2;
     Model *teacher = model_new(&cfg, 1);
+    /* the student: the teacher's first and last decoder layers, and all its encoder layers
+     * (4:2) or its first and last (2:2) */
     int keep[2] = {0, 3};
-    Model *student = teacher ? model_shrink(teacher, NULL, 0, keep, 2) : NULL;
+    int enc_layers = atoi(layers), small = !strcmp(layers, "small");
+    Model *student = NULL;
+    if (small) {
+        /* a random student a quarter of the teacher's width: d_model 128, 2+2 layers, FFN 512 */
+        ModelConfig sc = cfg;
+        sc.d_model = 128, sc.enc_layers = sc.dec_layers = 2, sc.enc_ffn = sc.dec_ffn = 512;
+        student = model_new(&sc, 2);
+    } else if (teacher) {
+        student = model_shrink(teacher, enc_layers == 2 ? keep : NULL, enc_layers == 2 ? 2 : 0, keep, 2);
+    }
     if (!student || model_alloc_grads(student)) {
         fprintf(stderr, "distill-speed: %s\n", tt_errmsg());
         return 1;
@@ -124,9 +139,13 @@ int main(int argc, char **argv) {
     }
     double mt = bench_median(tt, steps), ms = bench_median(ts, steps), mk = bench_median(tk, steps),
            mc = bench_median(tc_s, steps);
-    printf("teacher %zu parameters, student %zu (decoder layers 0 and 3 of 4); batch %d x (%d src, %d tgt); %d "
-           "threads; median of %d steps after 1 warm-up\n",
-           teacher->n_params, student->n_params, B, S, T, threads, steps);
+    printf("teacher %zu parameters (4+4 layers), student %zu (%s); batch %d x (%d src, %d tgt); %d threads; median "
+           "of %d steps after 1 warm-up\n",
+           teacher->n_params, student->n_params,
+           small ? "random, d_model 128, 2+2 layers, FFN 512"
+                 : enc_layers == 2 ? "2:2, the teacher's encoder and decoder layers 0 and 3"
+                                   : "4:2, the teacher's encoder and its decoder layers 0 and 3",
+           B, S, T, threads, steps);
     printf("teacher forward %.3f s, student forward+backward %.3f s, sum %.3f s; KD step (live teacher) %.3f s\n", mt,
            ms, mt + ms, mk);
     printf("ratio %.2f  (live KD step / (teacher forward + student forward-backward); bar <= 1.3)\n", mk / (mt + ms));

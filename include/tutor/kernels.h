@@ -104,6 +104,8 @@ void logsumexp_row(const real *logits, int V, double *max_out, double *lse_out);
 /* out = log_softmax(x / tau) of one row of V logits, in double: the one log-softmax every
  * distribution comparison (KD objectives, exposure bias, rewards) uses. */
 void log_softmax_row(const real *x, int V, double tau, double *out);
+/* Both log_softmax(x / tau) and softmax(x / tau), one exp per entry. */
+void softmax_row_both(const real *x, int V, double tau, double *logp, double *p);
 
 /* Cross-entropy fused with the vocabulary projection, chunked so that no (N, V) logits
  * matrix is kept. x (N,C) final hidden states, w (V,C) the (tied) output embedding, bias (V)

@@ -204,7 +204,7 @@ DistillLoss *distill_loss_new(const DistillLossOptions *o, Model *student, int m
                    distill_loss_free(l), NULL;
         l->crow = malloc(sizeof(uint64_t) * (size_t)cells);
         if (teacher_cache_kind(o->caches[0]) == CACHE_EXACT)
-            l->hbuf = tt_alloc(sizeof(real) * (size_t)cells * (size_t)sc->d_model);
+            l->hbuf = tt_alloc(sizeof(real) * (size_t)cells * (size_t)o->teacher->cfg.d_model);
         if (!l->crow || (teacher_cache_kind(o->caches[0]) == CACHE_EXACT && !l->hbuf)) {
             tt_err("out of memory");
             goto fail;

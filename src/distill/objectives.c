@@ -44,8 +44,7 @@ size_t kd_scratch_doubles(int V) { return 5 * (size_t)V; }
 
 /* log p = log_softmax(x / tau) (the kernel's) and p. */
 static void log_softmax_tau(const real *x, int V, double tau, double *logp, double *p) {
-    log_softmax_row(x, V, tau, logp);
-    for (int v = 0; v < V; v++) p[v] = exp(logp[v]);
+    softmax_row_both(x, V, tau, logp, p);
 }
 
 static int by_prob_desc(const void *a, const void *b, void *ctx) {

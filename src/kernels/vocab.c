@@ -29,6 +29,23 @@ void log_softmax_row(const real *x, int V, double tau, double *out) {
     for (int v = 0; v < V; v++) out[v] -= ls;
 }
 
+void softmax_row_both(const real *x, int V, double tau, double *logp, double *p) {
+    double mx = -INFINITY;
+    for (int v = 0; v < V; v++)
+        if ((double)x[v] > mx) mx = (double)x[v];
+    double s = 0;
+    for (int v = 0; v < V; v++) {
+        logp[v] = ((double)x[v] - mx) / tau;
+        p[v] = exp(logp[v]);
+        s += p[v];
+    }
+    double ls = log(s), inv = 1 / s;
+    for (int v = 0; v < V; v++) {
+        logp[v] -= ls;
+        p[v] *= inv;
+    }
+}
+
 enum { MAX_CHUNK_ROWS = 1024 };
 
 typedef struct {

@@ -621,6 +621,36 @@ Test(cache, exact_cache_loss_equals_the_live_teacher) {
         }
         cr_expect(md <= 1e-5 * mr, "batch %d: gradients differ by %g (scale %g)", k, md, mr);
     }
+    /* a student narrower than its teacher (the cache holds the teacher's width) */
+    {
+        ModelConfig cn = tiny_config(ARCH_MBART, 48, 1, 1, 0);
+        cn.d_model = 8;
+        Model *n1 = model_new(&cn, 24), *n2 = model_new(&cn, 24);
+        model_alloc_grads(n1);
+        model_alloc_grads(n2);
+        DistillLossOptions on = o;
+        on.caches = NULL, on.n_caches = 0, on.source = NULL;
+        DistillLoss *nl = distill_loss_new(&on, n1, 8, 8, 6);
+        on.caches = caches, on.n_caches = 1, on.source = src;
+        DistillLoss *nc = distill_loss_new(&on, n2, 8, 8, 6);
+        cr_assert(nl && nc, "%s", tt_errmsg());
+        TrainLoss a1 = distill_loss_iface(nl), a2 = distill_loss_iface(nc);
+        for (int k = 0; k < 4; k++) {
+            const Batch *b;
+            long nt;
+            cr_assert(bs.next(bs.ctx, &b, &nt) >= 0);
+            double a, wa, x, wx;
+            model_zero_grads(n1);
+            model_zero_grads(n2);
+            TEST_ASSERT_OK(a1.step(a1.ctx, n1, b, &a, &wa));
+            TEST_ASSERT_OK(a2.step(a2.ctx, n2, b, &x, &wx));
+            cr_expect(fabs(a - x) <= 1e-6 * fabs(a), "narrow student, batch %d: live %.10g, cached %.10g", k, a, x);
+        }
+        distill_loss_free(nl);
+        distill_loss_free(nc);
+        model_free(n1);
+        model_free(n2);
+    }
     /* a corrupt file is refused with a reason */
     snprintf(path, sizeof path, "%s/exact.bin", dir);
     FILE *f = fopen(path, "r+b");
