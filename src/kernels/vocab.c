@@ -29,16 +29,26 @@ void log_softmax_row(const real *x, int V, double tau, double *out) {
     for (int v = 0; v < V; v++) out[v] -= ls;
 }
 
+/* Sum in double with eight accumulators, in a fixed order (deterministic). */
+static double sum_d(const double *x, int n) {
+    double a[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) a[k] += x[i + k];
+    for (; i < n; i++) a[0] += x[i];
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
 void softmax_row_both(const real *x, int V, double tau, double *logp, double *p) {
-    double mx = -INFINITY;
-    for (int v = 0; v < V; v++)
-        if ((double)x[v] > mx) mx = (double)x[v];
-    double s = 0;
+    real fmx = x[0];
+    for (int v = 1; v < V; v++) fmx = x[v] > fmx ? x[v] : fmx;
+    double mx = (double)fmx, itau = 1 / tau;
+    /* the exponentials in one vectorisable pass (no reduction in it), the sum after */
     for (int v = 0; v < V; v++) {
-        logp[v] = ((double)x[v] - mx) / tau;
-        p[v] = exp(logp[v]);
-        s += p[v];
+        logp[v] = ((double)x[v] - mx) * itau;
+        p[v] = fast_exp(logp[v]);
     }
+    double s = sum_d(p, V);
     double ls = log(s), inv = 1 / s;
     for (int v = 0; v < V; v++) {
         logp[v] -= ls;
