@@ -101,8 +101,10 @@ const int32_t *teacher_cache_ids(const TeacherCache *c, uint64_t row);
 
 /* Forward KL against a sparse teacher: its top-k log-probabilities (ids, logp) and the rest of
  * its mass as one bucket, against the student's logits s (tau 1): the KL between the two
- * (k+1)-class distributions. g as kd_token. */
-double kd_token_sparse(const int32_t *ids, const float *logp, int k, const real *s, int V, real *g, double scale);
+ * (k+1)-class distributions. g as kd_token (it may be s itself); scratch: k doubles (unused
+ * without g). */
+double kd_token_sparse(const int32_t *ids, const float *logp, int k, const real *s, int V, real *g, double scale,
+                       double *scratch);
 /* The sparse cache's bias, measured with the live teacher on the first n pairs of ps: mean
  * per-token full KL(p || q), bucket KL and naive truncated top-k KL (which can go negative),
  * q the student's. 0 or -1. */

@@ -365,7 +365,7 @@ int teacher_cache_sparse_bias(const TeacherCache *c, Model *teacher, Model *stud
             const float *lp = teacher_cache_row(c, first + (uint64_t)r);
             const int32_t *id = teacher_cache_ids(c, first + (uint64_t)r);
             sf += kd_token(&o, tl, sl, V, scratch, NULL, 1);
-            sb += kd_token_sparse(id, lp, k, sl, V, NULL, 1);
+            sb += kd_token_sparse(id, lp, k, sl, V, NULL, 1, NULL);
             double mx = -INFINITY, s = 0;
             for (int v = 0; v < V; v++) mx = sl[v] > mx ? sl[v] : mx;
             for (int v = 0; v < V; v++) s += exp((double)sl[v] - mx);

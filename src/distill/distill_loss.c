@@ -336,7 +336,7 @@ static void chunk_rows_fn(int begin, int end, int part, void *arg) {
         if (l->o.w_kd > 0 && l->cache && teacher_cache_kind(l->cache) == CACHE_SPARSE) {
             uint64_t cr = l->crow[j->rows - l->rows + r];
             kd = kd_token_sparse(teacher_cache_ids(l->cache, cr), teacher_cache_row(l->cache, cr),
-                                 teacher_cache_width(l->cache), z, V, j->grad ? z : NULL, a_kd);
+                                 teacher_cache_width(l->cache), z, V, j->grad ? z : NULL, a_kd, scratch);
         } else if (l->o.w_kd > 0) {
             kd = kd_token(&l->o.obj, l->t_logits + (long)r * V, z, V, scratch, j->grad ? z : NULL, a_kd);
         } else if (j->grad) {

@@ -158,17 +158,20 @@ double kd_token(const KdObjective *o, const real *teacher, const real *student, 
     return t2 * loss;
 }
 
-double kd_token_sparse(const int32_t *ids, const float *logp, int k, const real *s, int V, real *g, double scale) {
+double kd_token_sparse(const int32_t *ids, const float *logp, int k, const real *s, int V, real *g, double scale,
+                       double *scratch) {
     double mx = -INFINITY, sum = 0;
     for (int v = 0; v < V; v++) mx = s[v] > mx ? s[v] : mx;
     for (int v = 0; v < V; v++) sum += exp((double)s[v] - mx);
     double lse = mx + log(sum);
     double p_top = 0, q_top = 0, loss = 0;
     for (int j = 0; j < k; j++) {
-        double p = exp((double)logp[j]), lq = (double)s[ids[j]] - lse;
+        double p = exp((double)logp[j]), lq = (double)s[ids[j]] - lse, q = exp(lq);
         p_top += p;
-        q_top += exp(lq);
+        q_top += q;
         loss += p * ((double)logp[j] - lq);
+        /* the top-k part of the gradient, kept aside: g may be s itself */
+        if (g) scratch[j] = scale * (q - p);
     }
     /* the bucket: what the top-k leave (none when k covers the vocabulary) */
     double p_rest = k < V && 1 - p_top > 0 ? 1 - p_top : 0, q_rest = 1 - q_top > 1e-300 ? 1 - q_top : 1e-300;
@@ -177,10 +180,7 @@ double kd_token_sparse(const int32_t *ids, const float *logp, int k, const real 
         /* dL/ds_v = q_v - p_v on the top-k; q_v (1 - p_rest / q_rest) elsewhere */
         double f = 1 - p_rest / q_rest;
         for (int v = 0; v < V; v++) g[v] = (real)(scale * exp((double)s[v] - lse) * f);
-        for (int j = 0; j < k; j++) {
-            double q = exp((double)s[ids[j]] - lse);
-            g[ids[j]] = (real)(scale * (q - exp((double)logp[j])));
-        }
+        for (int j = 0; j < k; j++) g[ids[j]] = (real)scratch[j];
     }
     return loss;
 }

@@ -698,18 +698,27 @@ Test(cache, sparse_kl_is_the_bucketed_kl_and_its_gradient) {
     kd_objective_default(&o);
     double scratch[5 * VV];
     double full = kd_token(&o, t, s, VV, scratch, NULL, 1);
-    cr_expect(fabs(kd_token_sparse(ids, lp, VV, s, VV, NULL, 1) - full) < 1e-6, "k = V differs from the full KL");
+    cr_expect(fabs(kd_token_sparse(ids, lp, VV, s, VV, NULL, 1, NULL) - full) < 1e-6, "k = V differs from the full KL");
     /* k = 5: a (k+1)-class KL, below the full one, never negative; gradient by differences */
     int k = 5;
-    double sp = kd_token_sparse(ids, lp, k, s, VV, g, 1);
+    double ks[VV];
+    double sp = kd_token_sparse(ids, lp, k, s, VV, g, 1, ks);
+    /* the gradient may overwrite the logits it reads (as the distillation loss calls it) */
+    {
+        real inplace[VV];
+        memcpy(inplace, s, sizeof inplace);
+        double sp2 = kd_token_sparse(ids, lp, k, inplace, VV, inplace, 1, ks);
+        cr_expect(sp2 == sp);
+        for (int v = 0; v < VV; v++) cr_expect(inplace[v] == g[v], "in place, token %d: %g vs %g", v, inplace[v], g[v]);
+    }
     cr_expect(sp >= 0 && sp <= full + 1e-9, "bucket KL %g, full %g", sp, full);
     for (int v = 0; v < VV; v++) {
         real keep = s[v];
         s[v] = keep + 1e-2f;
-        double up = kd_token_sparse(ids, lp, k, s, VV, NULL, 1);
+        double up = kd_token_sparse(ids, lp, k, s, VV, NULL, 1, NULL);
         real hu = s[v] - keep;
         s[v] = keep - 1e-2f;
-        double dn = kd_token_sparse(ids, lp, k, s, VV, NULL, 1);
+        double dn = kd_token_sparse(ids, lp, k, s, VV, NULL, 1, NULL);
         real hd = keep - s[v];
         s[v] = keep;
         double fd = (up - dn) / ((double)hu + hd);
