@@ -1,15 +1,17 @@
 /* distill-speed.c: what a word-level KD step costs next to its parts, on the study's shapes:
- * teacher mBART-style d_model 256, 4+4 layers, 4 heads, FFN 1024, vocabulary 8000; student the
- * teacher shrunk to decoder layers 0 and 3 with all encoder layers (4:2, tutor distill's
- * default), encoder layers 0 and 3 too (2:2, --student 2:2), or a random student of a quarter
- * of the width, d_model 128, 2+2 layers (--student small); batch 16 x (128 source,
- * 32 target) tokens; no dropout. Times, in one run and interleaved step by step: the
- * teacher's inference forward alone, the student's forward + backward with cross-entropy
- * alone, and a full KD step (tutor distill's loss: teacher forward, student forward, forward
- * KL on every target token over the vocabulary, backward). Prints
+ * teacher mBART-style d_model 256, 4+4 layers, 4 heads, FFN 1024, vocabulary 8000; students:
+ * the teacher shrunk to decoder layers 0 and 3 with all encoder layers (4:2, tutor distill's
+ * default), with encoder layers 0 and 3 too (2:2), or random: d_model 128, 2+2 layers, FFN 512
+ * (small, 2.6x the teacher's greedy speed) or d_model 64, 1+1 layers, FFN 256 (tiny, 6.8x);
+ * batch 16 x (128 source, 32 target) tokens; no dropout. Times, in one run and interleaved
+ * step by step: the teacher's inference forward with its output layer on the target tokens
+ * (the logits a Hugging Face forward returns) alone, the student's forward + backward with
+ * cross-entropy alone, a full KD step (tutor distill's loss: teacher forward, student
+ * forward, forward KL on every target token over the vocabulary, backward), and the same
+ * step from the exact teacher cache. Prints
  *   ratio = KD step / (teacher forward + student forward-backward)   (the bar: <= 1.3)
- * then ratio = KD step from the exact teacher cache / live KD step (the bar: <= 0.6).
- * Usage: distill-speed [--steps N] [--threads N] */
+ *   ratio = KD step from the exact teacher cache / live KD step       (the bar: <= 0.6)
+ * Usage: distill-speed [--steps N] [--threads N] [--student 4:2|2:2|small|tiny] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +30,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--student") && i + 1 < argc) layers = argv[++i];
         else {
-            fprintf(stderr, "usage: distill-speed [--steps N (>= 3)] [--threads N] [--student 4:2|2:2|small]\n");
+            fprintf(stderr, "usage: distill-speed [--steps N (>= 3)] [--threads N] [--student 4:2|2:2|small|tiny]\n");
             return 2;
         }
     }
@@ -47,12 +49,13 @@ int main(int argc, char **argv) {
     /* the student: the teacher's first and last decoder layers, and all its encoder layers
      * (4:2) or its first and last (2:2) */
     int keep[2] = {0, 3};
-    int enc_layers = atoi(layers), small = !strcmp(layers, "small");
+    int enc_layers = atoi(layers), small = !strcmp(layers, "small"), tiny = !strcmp(layers, "tiny");
     Model *student = NULL;
-    if (small) {
-        /* a random student a quarter of the teacher's width: d_model 128, 2+2 layers, FFN 512 */
+    if (small || tiny) {
         ModelConfig sc = cfg;
-        sc.d_model = 128, sc.enc_layers = sc.dec_layers = 2, sc.enc_ffn = sc.dec_ffn = 512;
+        sc.d_model = small ? 128 : 64, sc.enc_layers = sc.dec_layers = small ? 2 : 1;
+        sc.enc_heads = sc.dec_heads = small ? 4 : 2;
+        sc.enc_ffn = sc.dec_ffn = small ? 512 : 256;
         student = model_new(&sc, 2);
     } else if (teacher) {
         student = model_shrink(teacher, enc_layers == 2 ? keep : NULL, enc_layers == 2 ? 2 : 0, keep, 2);
@@ -102,6 +105,9 @@ int main(int argc, char **argv) {
         return 1;
     }
     TrainLoss loss = distill_loss_iface(dl), cached = distill_loss_iface(dc);
+    int *rows = malloc(sizeof(int) * B * T);
+    double *wts = malloc(sizeof(double) * B * T);
+    real *tlogits = tt_alloc(sizeof(real) * (size_t)B * T * cfg.vocab_size);
     double *tt = calloc((size_t)steps, sizeof(double)), *ts = calloc((size_t)steps, sizeof(double)),
            *tk = calloc((size_t)steps, sizeof(double)), *tc_s = calloc((size_t)steps, sizeof(double));
     for (int i = -1; i < steps; i++) {
@@ -113,6 +119,8 @@ int main(int argc, char **argv) {
         }
         double t0 = tt_now_s();
         model_forward(teacher, bp, FWD_INFER);
+        long nr = batch_label_rows(bp, rows, wts, NULL);
+        model_logits_rows(teacher, rows, (int)nr, tlogits);
         double t1 = tt_now_s();
         model_zero_grads(student);
         model_forward(student, bp, FWD_TRAIN);
@@ -143,6 +151,7 @@ int main(int argc, char **argv) {
            "of %d steps after 1 warm-up\n",
            teacher->n_params, student->n_params,
            small ? "random, d_model 128, 2+2 layers, FFN 512"
+           : tiny  ? "random, d_model 64, 1+1 layers, FFN 256"
                  : enc_layers == 2 ? "2:2, the teacher's encoder and decoder layers 0 and 3"
                                    : "4:2, the teacher's encoder and its decoder layers 0 and 3",
            B, S, T, threads, steps);
@@ -160,5 +169,7 @@ int main(int argc, char **argv) {
     model_free(student);
     model_free(teacher);
     free(tt), free(ts), free(tk), free(tc_s);
+    free(rows), free(wts);
+    tt_free(tlogits);
     return 0;
 }
