@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "tutor/core.h"
+#include "tutor/fileio.h"
 
 /* Tests run from the repository root (make test does so). */
 #define FIXTURES_HF "tests/fixtures/hf"
@@ -46,6 +47,31 @@ static inline const char *tutor_bin(void) {
     const char *b = getenv("TUTOR_BUILD");
     snprintf(path, sizeof path, "%s/tutor", b ? b : "build/release");
     return path;
+}
+
+/* The step of a run directory's last checkpoint (checkpoint.json), -1 when there is none. */
+static inline long test_checkpoint_step(const char *out) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/checkpoint.json", out);
+    size_t n;
+    char *t = file_exists(path) ? read_file_text(path, &n) : NULL;
+    long step = -1;
+    if (t) {
+        char *p = strstr(t, "\"step\":");
+        if (p) step = atol(p + 7);
+        free(t);
+    }
+    return step;
+}
+
+/* 1 when two files hold the same bytes. */
+static inline int test_files_equal(const char *a, const char *b) {
+    size_t na, nb;
+    char *x = read_file_text(a, &na), *y = read_file_text(b, &nb);
+    int eq = x && y && na == nb && memcmp(x, y, na) == 0;
+    free(x);
+    free(y);
+    return eq;
 }
 
 #define TEST_ASSERT_OK(expr) cr_assert((expr) == 0, "%s failed: %s", #expr, tt_errmsg())

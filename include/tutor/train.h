@@ -48,6 +48,11 @@ void pair_batch_lengths(const ModelConfig *c, const TokPair *p, int *src_len, in
  * target + </s>; decoder-only: <s> source </s> target </s> with the loss on the target and
  * its </s>. */
 int batch_assemble(BatchBuf *bb, const ModelConfig *c, const PairSet *ps, const size_t *idx, int count);
+/* The next batch in set order from pair pos: as many pairs as fit max_batch and batch_tokens
+ * padded tokens (at least one); idx receives their indices. Returns the count (0 at the end).
+ * The inference passes over a set (dev loss, teacher caches) cut their batches with it. */
+int pairset_next_batch(const PairSet *ps, const ModelConfig *c, size_t pos, int batch_tokens, int max_batch,
+                       size_t *idx);
 
 typedef struct {
     /* data */

@@ -252,16 +252,7 @@ int teacher_cache_build(const char *path, Model *teacher, const PairSet *ps, int
     double t0 = tt_now_s(), last = t0;
     size_t i = 0;
     while (!rc && i < ps->n) {
-        int count = 0, S = 0, T = 0;
-        while (i + count < ps->n && count < cap_b) {
-            int s, t;
-            pair_batch_lengths(c, &ps->items[i + count], &s, &t);
-            int S2 = s > S ? s : S, T2 = t > T ? t : T;
-            if (count > 0 && (long)(count + 1) * (S2 + T2) > batch_tokens) break;
-            S = S2, T = T2;
-            idx[count] = i + count;
-            count++;
-        }
+        int count = pairset_next_batch(ps, c, i, batch_tokens, cap_b, idx);
         if (batch_assemble(&bb, c, ps, idx, count) || model_forward(teacher, &bb.batch, FWD_INFER)) {
             rc = -1;
             break;

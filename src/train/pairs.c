@@ -109,6 +109,21 @@ void pair_batch_lengths(const ModelConfig *c, const TokPair *p, int *src_len, in
     }
 }
 
+int pairset_next_batch(const PairSet *ps, const ModelConfig *c, size_t pos, int batch_tokens, int max_batch,
+                       size_t *idx) {
+    int count = 0, S = 0, T = 0;
+    while (pos + count < ps->n && count < max_batch) {
+        int s, t;
+        pair_batch_lengths(c, &ps->items[pos + count], &s, &t);
+        int S2 = s > S ? s : S, T2 = t > T ? t : T;
+        if (count > 0 && (long)(count + 1) * (S2 + T2) > batch_tokens) break;
+        S = S2, T = T2;
+        idx[count] = pos + count;
+        count++;
+    }
+    return count;
+}
+
 int batch_assemble(BatchBuf *bb, const ModelConfig *c, const PairSet *ps, const size_t *idx, int count) {
     int S = 0, T = 0;
     for (int i = 0; i < count; i++) {

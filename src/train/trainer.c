@@ -60,16 +60,7 @@ double evaluate_loss(Model *m, const PairSet *ps, int batch_tokens, int max_batc
     size_t *idx = malloc(sizeof(size_t) * (size_t)cap_b);
     size_t i = 0;
     while (i < ps->n) {
-        int count_b = 0, S = 0, T = 0;
-        while (i + count_b < ps->n && count_b < cap_b) {
-            int s, t;
-            pair_batch_lengths(c, &ps->items[i + count_b], &s, &t);
-            int S2 = s > S ? s : S, T2 = t > T ? t : T;
-            if (count_b > 0 && (long)(count_b + 1) * (S2 + T2) > batch_tokens) break;
-            S = S2, T = T2;
-            idx[count_b] = i + count_b;
-            count_b++;
-        }
+        int count_b = pairset_next_batch(ps, c, i, batch_tokens, cap_b, idx);
         if (batch_assemble(&bb, c, ps, idx, count_b) || model_forward(m, &bb.batch, 0)) {
             total = NAN;
             break;

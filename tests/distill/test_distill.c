@@ -438,29 +438,6 @@ static void make_setup(const char *dir, char *teacher, char *train, char *pts) {
     dataset_free(&ds);
 }
 
-static long checkpoint_step(const char *out) {
-    char path[600];
-    snprintf(path, sizeof path, "%s/checkpoint.json", out);
-    size_t n;
-    char *t = file_exists(path) ? read_file_text(path, &n) : NULL;
-    long step = -1;
-    if (t) {
-        char *p = strstr(t, "\"step\":");
-        if (p) step = atol(p + 7);
-        free(t);
-    }
-    return step;
-}
-
-static int same_bytes(const char *a, const char *b) {
-    size_t na, nb;
-    char *x = read_file_text(a, &na), *y = read_file_text(b, &nb);
-    int eq = x && y && na == nb && !memcmp(x, y, na);
-    free(x);
-    free(y);
-    return eq;
-}
-
 Test(distill_cli, sigkill_then_resume_is_bit_identical, .timeout = 300) {
     ensure_data();
     char dir[128], teacher[256], train[256], pts[256], args[2000], cmd[4000], a[300], b[300];
@@ -484,18 +461,18 @@ Test(distill_cli, sigkill_then_resume_is_bit_identical, .timeout = 300) {
         _exit(127);
     }
     double t0 = tt_now_s();
-    while (checkpoint_step(b) < 15 && tt_now_s() - t0 < 120) usleep(2000);
+    while (test_checkpoint_step(b) < 15 && tt_now_s() - t0 < 120) usleep(2000);
     kill(pid, SIGKILL);
     int status;
     waitpid(pid, &status, 0);
-    long at = checkpoint_step(b);
+    long at = test_checkpoint_step(b);
     cr_assert(at >= 15 && at < 40, "killed at checkpoint %ld", at);
     snprintf(cmd, sizeof cmd, "%s distill %s -o %s --resume >>%s.log 2>&1", tutor_bin(), args, b, b);
     cr_assert(system(cmd) == 0, "resumed run failed (see %s.log)", b);
     char pa[600], pb[600];
     snprintf(pa, sizeof pa, "%s/model.safetensors", a);
     snprintf(pb, sizeof pb, "%s/model.safetensors", b);
-    cr_expect(same_bytes(pa, pb), "best students differ after kill at %ld + resume", at);
+    cr_expect(test_files_equal(pa, pb), "best students differ after kill at %ld + resume", at);
     snprintf(pa, sizeof pa, "%s/checkpoint.json", a);
     size_t n;
     char *ptr = read_file_text(pa, &n);
@@ -507,7 +484,7 @@ Test(distill_cli, sigkill_then_resume_is_bit_identical, .timeout = 300) {
     slot = strstr(ptr, "checkpoint-a") ? "checkpoint-a" : "checkpoint-b";
     snprintf(pb, sizeof pb, "%s/%s/model.safetensors", b, slot);
     free(ptr);
-    cr_expect(same_bytes(pa, pb), "last parameters differ after kill + resume");
+    cr_expect(test_files_equal(pa, pb), "last parameters differ after kill + resume");
     /* metrics.jsonl has the per-step timings */
     snprintf(pa, sizeof pa, "%s/metrics.jsonl", a);
     char *m = read_file_text(pa, &n);

@@ -64,20 +64,6 @@ static pid_t spawn_train(const char *out) {
     return pid;
 }
 
-static long checkpoint_step(const char *out) {
-    char path[600];
-    snprintf(path, sizeof path, "%s/checkpoint.json", out);
-    size_t n;
-    char *t = file_exists(path) ? read_file_text(path, &n) : NULL;
-    long step = -1;
-    if (t) {
-        char *p = strstr(t, "\"step\":");
-        if (p) step = atol(p + 7);
-        free(t);
-    }
-    return step;
-}
-
 static void final_params(const char *out, char *path, size_t n) {
     char ptr[600];
     snprintf(ptr, sizeof ptr, "%s/checkpoint.json", out);
@@ -86,15 +72,6 @@ static void final_params(const char *out, char *path, size_t n) {
     cr_assert(t, "%s", tt_errmsg());
     snprintf(path, n, "%s/%s/model.safetensors", out, strstr(t, "checkpoint-a") ? "checkpoint-a" : "checkpoint-b");
     free(t);
-}
-
-static int files_equal(const char *a, const char *b) {
-    size_t na, nb;
-    char *x = read_file_text(a, &na), *y = read_file_text(b, &nb);
-    int eq = x && y && na == nb && memcmp(x, y, na) == 0;
-    free(x);
-    free(y);
-    return eq;
 }
 
 static void interrupted_run_matches(int sig, const char *command) {
@@ -113,12 +90,12 @@ static void interrupted_run_matches(int sig, const char *command) {
     pid_t pid = spawn_train(b);
     /* wait for a checkpoint past the first, then kill mid-run */
     double t0 = tt_now_s();
-    while (checkpoint_step(b) < 15 && tt_now_s() - t0 < 60) usleep(2000);
-    cr_assert(checkpoint_step(b) >= 15, "no checkpoint appeared");
+    while (test_checkpoint_step(b) < 15 && tt_now_s() - t0 < 60) usleep(2000);
+    cr_assert(test_checkpoint_step(b) >= 15, "no checkpoint appeared");
     kill(pid, sig);
     int status;
     waitpid(pid, &status, 0);
-    long at = checkpoint_step(b);
+    long at = test_checkpoint_step(b);
     if (sig == SIGKILL) {
         cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "child was not killed");
     } else {
@@ -131,10 +108,10 @@ static void interrupted_run_matches(int sig, const char *command) {
     char pa[600], pb[600];
     final_params(a, pa, sizeof pa);
     final_params(b, pb, sizeof pb);
-    cr_expect(files_equal(pa, pb), "parameters after kill + resume differ from the uninterrupted run");
+    cr_expect(test_files_equal(pa, pb), "parameters after kill + resume differ from the uninterrupted run");
     snprintf(pa, sizeof pa, "%s/model.safetensors", a);
     snprintf(pb, sizeof pb, "%s/model.safetensors", b);
-    cr_expect(files_equal(pa, pb), "best models differ");
+    cr_expect(test_files_equal(pa, pb), "best models differ");
     test_rmtree(dir);
 }
 
@@ -193,7 +170,7 @@ Test(trainer, nan_stops_and_keeps_checkpoint) {
     o.max_source_tokens = 48, o.max_target_tokens = 16, o.batch_tokens = 768;
     o.max_steps = 4, o.save_every = 2, o.progress = 0;
     TEST_ASSERT_OK(train_run(m, tok, &o));
-    cr_assert_eq(checkpoint_step(out), 4);
+    cr_assert_eq(test_checkpoint_step(out), 4);
     m->params[5] = NAN;
     o.max_steps = 8;
     o.resume = 0;
@@ -205,7 +182,7 @@ Test(trainer, nan_stops_and_keeps_checkpoint) {
     int rc = train_run(m, tok, &o);
     cr_assert_eq(rc, -1, "NaN must stop training");
     cr_expect(strstr(tt_errmsg(), "NaN") != NULL, "message: %s", tt_errmsg());
-    cr_expect_lt(checkpoint_step(out2), 1, "no checkpoint may be written from a NaN step");
+    cr_expect_lt(test_checkpoint_step(out2), 1, "no checkpoint may be written from a NaN step");
     model_free(m);
     tokenizer_free(tok);
     test_rmtree(dir);
