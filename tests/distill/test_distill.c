@@ -989,3 +989,34 @@ Test(attention_relation, matches_the_float64_torch_reference_and_is_zero_for_the
     model_free(same);
     test_rmtree(dir);
 }
+
+/* Decoder-only: student pseudo-targets continue the prompt (<s> source </s>), MiniLLM's mixed
+ * sampling and attention relations (decoder self-attention only) run. */
+Test(distill_loss, decoder_only_student_targets_minillm_and_relations) {
+    ModelConfig c = tiny_config(ARCH_GPT2, 48, 0, 2, 0);
+    Model *t = model_new(&c, 51), *s = model_new(&c, 52);
+    model_alloc_grads(s);
+    PairSet ps;
+    BatchBuf bb;
+    batch_for(&c, &ps, &bb);
+    TargetMode modes[3] = {TARGETS_STUDENT, TARGETS_MINILLM, TARGETS_DATA};
+    for (int k = 0; k < 3; k++) {
+        DistillLossOptions o;
+        distill_loss_options_default(&o);
+        o.teacher = t;
+        o.targets = modes[k];
+        o.w_att = k == 2 ? 1 : 0;
+        o.max_source_tokens = 8, o.max_target_tokens = 6;
+        DistillLoss *l = distill_loss_new(&o, s, 5, 0, 14);
+        cr_assert(l, "mode %d: %s", k, tt_errmsg());
+        double v = dl_loss(l, s, &bb.batch, 1);
+        double g = 0;
+        for (size_t i = 0; i < s->n_params; i++) g += fabs(s->grads[i]);
+        cr_expect(isfinite(v) && v > 0 && g > 0 && isfinite(g), "mode %d: loss %g, |grad| %g", k, v, g);
+        distill_loss_free(l);
+    }
+    batchbuf_free(&bb);
+    pairset_free(&ps);
+    model_free(t);
+    model_free(s);
+}
