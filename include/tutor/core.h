@@ -64,6 +64,12 @@ uint64_t rng_u64(Rng *r);
 double rng_uniform(Rng *r);          /* [0, 1) with 53 bits */
 double rng_normal(Rng *r);           /* standard normal (Box-Muller, no caching) */
 uint32_t rng_below(Rng *r, uint32_t n); /* uniform in [0, n) without bias */
+/* splitmix64 of x: a stateless hash of a counter (a stream index, a batch number) into 64
+ * well-mixed bits. */
+uint64_t rng_mix64(uint64_t x);
+/* FNV-1a over n bytes, continuing from h (start with TT_FNV_OFFSET). */
+#define TT_FNV_OFFSET 1469598103934665603ULL
+uint64_t tt_fnv1a(uint64_t h, const void *p, size_t n);
 
 /* Threads: the count used by BLAS and by tutor's own parallel loops. */
 void tt_set_threads(int n);

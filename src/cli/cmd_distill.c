@@ -221,11 +221,7 @@ typedef struct {
     size_t cap;
 } IdMap;
 
-static uint64_t fnv(const char *s) {
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
-}
+static uint64_t fnv(const char *s) { return tt_fnv1a(TT_FNV_OFFSET, s, strlen(s)); }
 
 static int idmap_build(IdMap *m, const Dataset *ds) {
     m->cap = 16;
@@ -252,8 +248,8 @@ static const char *idmap_source(const IdMap *m, const char *id) {
     return NULL;
 }
 
-static int write_gen_config(const Model *teacher, const char *teacher_dir, const Model *student,
-                            const Tokenizer *tok, int max_target, const char *out_dir) {
+static int write_gen_config(const Model *teacher, const char *teacher_dir, const Model *student, int max_target,
+                            const char *out_dir) {
     GenConfig g;
     /* the student decodes as the teacher does (its tuned beams, no-repeat), with its own ids */
     if (gen_config_for_dir(&g, &teacher->cfg, teacher_dir)) return -1;
@@ -262,7 +258,6 @@ static int write_gen_config(const Model *teacher, const char *teacher_dir, const
     g.decoder_start_id = own.decoder_start_id, g.bos_id = own.bos_id, g.eos_id = own.eos_id, g.pad_id = own.pad_id;
     g.max_new_tokens = max_target;
     g.vocab_limit = 0;
-    (void)tok;
     char path[4200];
     snprintf(path, sizeof path, "%s/generation_config.json", out_dir);
     return make_dirs(out_dir) || gen_config_save(&g, path) ? -1 : 0;
@@ -538,7 +533,7 @@ int cmd_distill(int argc, char **argv) {
     if (loss_B < mB) loss_B = mB;
     loss = distill_loss_new(lo, student, loss_B, mS, mT);
     if (!loss) goto done;
-    if (write_gen_config(teacher, d.teacher_dir, student, c.tok, c.o.max_target_tokens, c.o.out_dir)) goto done;
+    if (write_gen_config(teacher, d.teacher_dir, student, c.o.max_target_tokens, c.o.out_dir)) goto done;
     TrainParts parts = {.source = bs, .loss = distill_loss_iface(loss), .tok = c.tok, .what = "distillation"};
     DevLossEval de = {&dev_ps, c.o.batch_tokens, c.o.max_batch};
     DevRougeEval re;
@@ -594,7 +589,7 @@ int cmd_distill(int argc, char **argv) {
         fo.schedule.warmup_steps = 0;
         fo.label_smoothing = 0;
         tt_info("final fine-tune on gold: %d epoch(s) into %s", d.final_epochs, fdir);
-        if (write_gen_config(teacher, d.teacher_dir, best, c.tok, c.o.max_target_tokens, fdir)) rc = -1;
+        if (write_gen_config(teacher, d.teacher_dir, best, c.o.max_target_tokens, fdir)) rc = -1;
         else rc = train_run_with(best, c.tok, &fo, parts.eval.evaluate ? &parts.eval : NULL);
         model_free(best);
     }

@@ -16,7 +16,7 @@ struct MixedSampler {
     int *row_tok, *row_pos, *row_input, *logit_rows;
     int **row_tab_a, **row_tab_b;
     real *la, *lb;
-    double *pa, *pb;
+    double *pa, *pb, *lp; /* probabilities of a row, and log-softmax scratch */
 };
 
 void mixed_sampler_free(MixedSampler *s) {
@@ -26,7 +26,7 @@ void mixed_sampler_free(MixedSampler *s) {
     free(s->tab_a), free(s->tab_b), free(s->seq), free(s->len), free(s->done), free(s->out_tok), free(s->out_n);
     free(s->row_tok), free(s->row_pos), free(s->row_input), free(s->logit_rows), free(s->row_tab_a), free(s->row_tab_b);
     tt_free(s->la), tt_free(s->lb);
-    free(s->pa), free(s->pb);
+    free(s->pa), free(s->pb), free(s->lp);
     free(s);
 }
 
@@ -61,9 +61,10 @@ MixedSampler *mixed_sampler_new(Model *a, Model *b, int max_inputs, int max_src,
     s->row_tab_a = malloc(sizeof(int *) * rows), s->row_tab_b = malloc(sizeof(int *) * rows);
     s->la = tt_alloc(sizeof(real) * (size_t)max_inputs * s->V), s->lb = tt_alloc(sizeof(real) * (size_t)max_inputs * s->V);
     s->pa = malloc(sizeof(double) * s->V), s->pb = malloc(sizeof(double) * s->V);
+    s->lp = malloc(sizeof(double) * s->V);
     if (!s->tab_a || !s->tab_b || !s->seq || !s->len || !s->done || !s->out_tok || !s->out_n || !s->row_tok ||
         !s->row_pos || !s->row_input || !s->logit_rows || !s->row_tab_a || !s->row_tab_b || !s->la || !s->lb ||
-        !s->pa || !s->pb) {
+        !s->pa || !s->pb || !s->lp) {
         mixed_sampler_free(s);
         tt_err("out of memory");
         return NULL;
@@ -71,21 +72,10 @@ MixedSampler *mixed_sampler_new(Model *a, Model *b, int max_inputs, int max_src,
     return s;
 }
 
-static void softmax_d(const real *z, int V, int limit, double *p) {
-    double mx = -INFINITY, sum = 0;
-    for (int v = 0; v < limit; v++) mx = z[v] > mx ? z[v] : mx;
-    for (int v = 0; v < V; v++) {
-        p[v] = v < limit ? exp((double)z[v] - mx) : 0;
-        sum += p[v];
-    }
-    for (int v = 0; v < V; v++) p[v] /= sum;
-}
-
-static uint64_t mix64(uint64_t x) {
-    x += 0x9e3779b97f4a7c15ULL;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
+/* p = softmax of the first limit logits (the kernel's), 0 beyond: ids the tokenizer lacks. */
+static void softmax_limited(const real *z, int V, int limit, double *logp, double *p) {
+    softmax_row_both(z, limit, 1.0, logp, p);
+    for (int v = limit; v < V; v++) p[v] = 0;
 }
 
 int mixed_sampler_run(MixedSampler *s, int n, const int *const *src, const int *src_len, const uint64_t *stream,
@@ -100,7 +90,7 @@ int mixed_sampler_run(MixedSampler *s, int n, const int *const *src, const int *
     if (!rng) return tt_err("out of memory");
     int M = 0;
     for (int i = 0; i < n; i++) {
-        rng_seed(&rng[i], mix64(seed ^ mix64(stream[i] + 1)));
+        rng_seed(&rng[i], rng_mix64(seed ^ rng_mix64(stream[i] + 1)));
         int *seq = s->seq + (long)i * Q;
         int plen = encdec ? 1 : src_len[i];
         if (plen >= Q) plen = Q - 1;
@@ -135,8 +125,8 @@ int mixed_sampler_run(MixedSampler *s, int n, const int *const *src, const int *
         M = 0;
         for (int j = 0; j < n_logits; j++) {
             int i = active[j];
-            softmax_d(s->la + (long)j * V, V, limit, s->pa);
-            softmax_d(s->lb + (long)j * V, V, limit, s->pb);
+            softmax_limited(s->la + (long)j * V, V, limit, s->lp, s->pa);
+            softmax_limited(s->lb + (long)j * V, V, limit, s->lp, s->pb);
             double u = rng_uniform(&rng[i]), acc = 0;
             int tok = limit - 1;
             for (int v = 0; v < limit; v++) {

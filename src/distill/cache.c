@@ -26,17 +26,11 @@
 #define MAGIC "TUTORTC1"
 enum { HEADER_BYTES = 8 + 4 + 4 + 8 * 4 };
 
-static uint64_t fnv_bytes(uint64_t h, const void *p, size_t n) {
-    const unsigned char *s = p;
-    for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 1099511628211ULL;
-    return h;
-}
-
 uint64_t model_hash(const Model *m) {
-    uint64_t h = 1469598103934665603ULL;
+    uint64_t h = TT_FNV_OFFSET;
     const ModelConfig *c = &m->cfg;
     int dims[] = {c->arch, c->vocab_size, c->d_model, c->enc_layers, c->dec_layers, c->enc_heads, c->dec_heads};
-    h = fnv_bytes(h, dims, sizeof dims);
+    h = tt_fnv1a(h, dims, sizeof dims);
     /* every parameter, in 64-bit words (fast enough for tens of millions) */
     const uint32_t *w = (const uint32_t *)m->params;
     for (size_t i = 0; i < m->n_params; i++) h = (h ^ w[i]) * 1099511628211ULL;
@@ -44,14 +38,14 @@ uint64_t model_hash(const Model *m) {
 }
 
 uint64_t pairset_hash(const PairSet *ps) {
-    uint64_t h = 1469598103934665603ULL;
-    h = fnv_bytes(h, &ps->n, sizeof ps->n);
+    uint64_t h = TT_FNV_OFFSET;
+    h = tt_fnv1a(h, &ps->n, sizeof ps->n);
     for (size_t i = 0; i < ps->n; i++) {
         const TokPair *p = &ps->items[i];
-        h = fnv_bytes(h, &p->src_len, sizeof p->src_len);
-        h = fnv_bytes(h, p->src, sizeof(int) * (size_t)p->src_len);
-        h = fnv_bytes(h, &p->tgt_len, sizeof p->tgt_len);
-        h = fnv_bytes(h, p->tgt, sizeof(int) * (size_t)p->tgt_len);
+        h = tt_fnv1a(h, &p->src_len, sizeof p->src_len);
+        h = tt_fnv1a(h, p->src, sizeof(int) * (size_t)p->src_len);
+        h = tt_fnv1a(h, &p->tgt_len, sizeof p->tgt_len);
+        h = tt_fnv1a(h, p->tgt, sizeof(int) * (size_t)p->tgt_len);
     }
     return h;
 }
@@ -318,56 +312,67 @@ int teacher_cache_sparse_bias(const TeacherCache *c, Model *teacher, Model *stud
     if (c->kind != CACHE_SPARSE) return tt_err("teacher_cache_sparse_bias: not a sparse cache");
     const ModelConfig *mc = &teacher->cfg;
     int V = mc->vocab_size, k = c->width;
-    if (n > ps->n) n = ps->n;
+    enum { BATCH_TOKENS = 4096, MAX_BATCH = 32 };
+    /* the first n pairs, in batches as the cache was built */
+    PairSet head = *ps;
+    if (n < head.n) head.n = n;
+    int max_s = 1, max_t = 1;
+    for (size_t i = 0; i < head.n; i++) {
+        int sl, tl;
+        pair_batch_lengths(mc, &head.items[i], &sl, &tl);
+        max_s = sl > max_s ? sl : max_s;
+        max_t = tl > max_t ? tl : max_t;
+    }
     double sf = 0, sb = 0, st = 0;
     long count = 0;
     KdObjective o;
     kd_objective_default(&o);
     double *scratch = malloc(sizeof(double) * kd_scratch_doubles(V));
     real *tl = tt_alloc(sizeof(real) * (size_t)V), *sl = tt_alloc(sizeof(real) * (size_t)V);
+    int *rows = malloc(sizeof(int) * MAX_BATCH * (size_t)max_t);
+    double *w = malloc(sizeof(double) * MAX_BATCH * (size_t)max_t);
+    size_t idx[MAX_BATCH];
     BatchBuf bb = {0};
-    int rc = scratch && tl && sl ? 0 : tt_err("out of memory");
-    for (size_t i = 0; i < n && !rc; i++) {
-        int s_len, t_len;
-        pair_batch_lengths(mc, &ps->items[i], &s_len, &t_len);
-        batchbuf_free(&bb);
-        if (batchbuf_init(&bb, s_len + 1, t_len + 1) || batch_assemble(&bb, mc, ps, &i, 1)) {
+    int rc = scratch && tl && sl && rows && w ? batchbuf_init(&bb, MAX_BATCH * max_s, MAX_BATCH * max_t)
+                                              : tt_err("out of memory");
+    for (size_t i = 0; i < head.n && !rc;) {
+        int count_b = pairset_next_batch(&head, mc, i, BATCH_TOKENS, MAX_BATCH, idx);
+        if (batch_assemble(&bb, mc, &head, idx, count_b) || model_forward(teacher, &bb.batch, FWD_INFER) ||
+            model_forward(student, &bb.batch, FWD_INFER)) {
             rc = -1;
             break;
         }
-        int rows[4096];
-        double w[4096];
-        if ((long)bb.batch.T > 4096) continue;
-        long nr = batch_label_rows(&bb.batch, rows, w, NULL);
-        uint64_t first;
-        int nc;
-        teacher_cache_pair(c, i, &first, &nc);
-        if (nc != nr) {
-            rc = tt_err("sparse cache: pair %zu has %d cached tokens, its batch %ld", i, nc, nr);
-            break;
+        long nr = batch_label_rows(&bb.batch, rows, w, NULL), r = 0;
+        for (int b = 0; b < count_b && !rc; b++) {
+            uint64_t first;
+            int nc;
+            teacher_cache_pair(c, idx[b], &first, &nc);
+            for (int j = 0; j < nc; j++, r++) {
+                if (r >= nr || rows[r] / bb.batch.T != b) {
+                    rc = tt_err("sparse cache: pair %zu has %d cached tokens, not its batch's", idx[b], nc);
+                    break;
+                }
+                model_logits_rows(teacher, &rows[r], 1, tl);
+                model_logits_rows(student, &rows[r], 1, sl);
+                const float *lp = teacher_cache_row(c, first + (uint64_t)j);
+                const int32_t *id = teacher_cache_ids(c, first + (uint64_t)j);
+                sf += kd_token(&o, tl, sl, V, scratch, NULL, 1);
+                sb += kd_token_sparse(id, lp, k, sl, V, NULL, 1, NULL);
+                /* the naive truncated KL, with the student's log-probabilities kd_token left
+                 * in its scratch (log q at tau 1) */
+                const double *lq = scratch + 2 * (size_t)V;
+                double tr = 0;
+                for (int e = 0; e < k; e++) tr += exp((double)lp[e]) * ((double)lp[e] - lq[id[e]]);
+                st += tr;
+                count++;
+            }
         }
-        if (model_forward(teacher, &bb.batch, FWD_INFER) || model_forward(student, &bb.batch, FWD_INFER)) {
-            rc = -1;
-            break;
-        }
-        for (long r = 0; r < nr; r++) {
-            model_logits_rows(teacher, &rows[r], 1, tl);
-            model_logits_rows(student, &rows[r], 1, sl);
-            const float *lp = teacher_cache_row(c, first + (uint64_t)r);
-            const int32_t *id = teacher_cache_ids(c, first + (uint64_t)r);
-            sf += kd_token(&o, tl, sl, V, scratch, NULL, 1);
-            sb += kd_token_sparse(id, lp, k, sl, V, NULL, 1, NULL);
-            double mx = -INFINITY, s = 0;
-            for (int v = 0; v < V; v++) mx = sl[v] > mx ? sl[v] : mx;
-            for (int v = 0; v < V; v++) s += exp((double)sl[v] - mx);
-            double lse = mx + log(s), tr = 0;
-            for (int j = 0; j < k; j++) tr += exp((double)lp[j]) * ((double)lp[j] - ((double)sl[id[j]] - lse));
-            st += tr;
-            count++;
-        }
+        i += (size_t)count_b;
     }
     batchbuf_free(&bb);
     free(scratch);
+    free(rows);
+    free(w);
     tt_free(tl);
     tt_free(sl);
     if (rc) return -1;

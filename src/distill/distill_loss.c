@@ -42,6 +42,7 @@ struct DistillLoss {
     PairSet sps;
     int *spool;
     const int **src_ptr;
+    size_t *sidx;            /* 0 .. max_B - 1, the student batch's pair order */
     int *src_len;
     uint64_t *streams;
     /* schedule and state */
@@ -89,13 +90,6 @@ long batch_label_rows(const Batch *b, int *rows, double *w, int *n_seq) {
     return n;
 }
 
-static uint64_t mix64(uint64_t x) {
-    x += 0x9e3779b97f4a7c15ULL;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
-
 int distill_loss_uses_student(const DistillLoss *l, uint64_t k) {
     double a = l->o.student_fraction;
     switch (l->o.targets) {
@@ -108,7 +102,7 @@ int distill_loss_uses_student(const DistillLoss *l, uint64_t k) {
         return floor((double)(k + 1) * a + 1e-9) > floor((double)k * a + 1e-9);
     case TARGETS_GKD: {
         /* a uniform draw per batch from (seed, k): resumable without any stored RNG state */
-        double u = (double)(mix64(l->o.seed * 0x100000001b3ULL ^ mix64(k)) >> 11) * 0x1.0p-53;
+        double u = (double)(rng_mix64(l->o.seed * 0x100000001b3ULL ^ rng_mix64(k)) >> 11) * 0x1.0p-53;
         return u < a;
     }
     default:
@@ -134,6 +128,7 @@ void distill_loss_free(DistillLoss *l) {
     free(l->sps.items);
     free(l->spool);
     free(l->src_ptr);
+    free(l->sidx);
     free(l->src_len);
     free(l->streams);
     free(l);
@@ -249,9 +244,11 @@ DistillLoss *distill_loss_new(const DistillLossOptions *o, Model *student, int m
         l->spool = malloc(sizeof(int) * (size_t)max_B * (size_t)(src_cap + o->max_target_tokens + 1));
         l->sps.items = calloc((size_t)max_B, sizeof(TokPair));
         l->src_ptr = malloc(sizeof(int *) * (size_t)max_B);
+        l->sidx = malloc(sizeof(size_t) * (size_t)max_B);
+        for (int i = 0; l->sidx && i < max_B; i++) l->sidx[i] = (size_t)i;
         l->src_len = malloc(sizeof(int) * (size_t)max_B);
         l->streams = malloc(sizeof(uint64_t) * (size_t)max_B);
-        if (!l->spool || !l->sps.items || !l->src_ptr || !l->src_len || !l->streams ||
+        if (!l->spool || !l->sps.items || !l->src_ptr || !l->sidx || !l->src_len || !l->streams ||
             batchbuf_init(&l->sbb, max_B * (src_cap + 1), max_B * (src_cap + o->max_target_tokens + 2))) {
             tt_err("out of memory");
             goto fail;
@@ -322,14 +319,8 @@ static void chunk_rows_fn(int begin, int end, int part, void *arg) {
         double mean_lq = 0;
         if (l->o.w_ce > 0 || l->ce_only) {
             /* cross-entropy at temperature 1 (with label smoothing), before z is overwritten */
-            double mx = -INFINITY, s = 0;
-            for (int v = 0; v < V; v++) mx = z[v] > mx ? z[v] : mx;
-            for (int v = 0; v < V; v++) s += exp((double)z[v] - mx);
-            double lse = mx + log(s);
-            for (int v = 0; v < V; v++) {
-                lq1[v] = (double)z[v] - lse;
-                mean_lq += lq1[v];
-            }
+            log_softmax_row(z, V, 1.0, lq1);
+            for (int v = 0; v < V; v++) mean_lq += lq1[v];
             mean_lq /= V;
             ce = -(1 - eps) * lq1[y] - eps * mean_lq;
         }
@@ -444,13 +435,7 @@ static int student_batch(DistillLoss *l, Model *m, const Batch *b, uint64_t k, c
         used += n;
     }
     l->sps.n = (size_t)B;
-    size_t idx[4096];
-    size_t *ix = B <= 4096 ? idx : malloc(sizeof(size_t) * (size_t)B);
-    if (!ix) return tt_err("out of memory");
-    for (int i = 0; i < B; i++) ix[i] = (size_t)i;
-    int rc = batch_assemble(&l->sbb, c, &l->sps, ix, B);
-    if (ix != idx) free(ix);
-    if (rc) return -1;
+    if (batch_assemble(&l->sbb, c, &l->sps, l->sidx, B)) return -1;
     *out = &l->sbb.batch;
     return 0;
 }

@@ -412,15 +412,8 @@ struct DenoiseSource {
     int B, S, T;
 };
 
-static uint64_t mix64(uint64_t z) {
-    z += 0x9E3779B97F4A7C15ULL;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
 static uint64_t doc_seed(uint64_t seed, uint64_t epoch, size_t i) {
-    return mix64(mix64(mix64(seed) ^ epoch) ^ (uint64_t)i);
+    return rng_mix64(rng_mix64(rng_mix64(seed) ^ epoch) ^ (uint64_t)i);
 }
 
 /* Noises document i into pair p (<s> src </s>, tgt </s>) at pool. */
