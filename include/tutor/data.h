@@ -110,6 +110,8 @@ typedef struct {
  * max_lines 0: all. */
 int ptfile_load(PtFile *f, const char *path, size_t max_lines);
 void ptfile_free(PtFile *f);
+/* Keeps only the first k targets of each input (k >= 1; inputs with fewer keep theirs). */
+void ptfile_keep_first(PtFile *f, int k);
 
 /* One line: 1 when it is a line of generated targets (an object with a "targets" array),
  * 0 otherwise. Used to recognise files the generator wrote. */

@@ -68,6 +68,9 @@ char *lead_words(const char *text, int n_words);
 typedef struct {
     const char *model_dir;     /* required */
     const char *baseline_dir;  /* NULL: no baseline, no differences */
+    int baseline_speed_only;   /* 1: the baseline is only timed (cost), not generated or scored */
+    const char *name_model, *name_baseline; /* column names in the printed tables (NULL: "model",
+                                               "baseline"); the JSON keys stay */
     const char *oracle_dir;    /* NULL: no exposure bias */
     const char *data_path;     /* JSONL with source and target */
     JsonlOptions jsonl;
@@ -132,6 +135,8 @@ typedef struct {
     long long base_rss_bytes;    /* that child's resident set right after fork */
     double greedy_ms_median, greedy_ms_p90, beam_ms_median, beam_ms_p90; /* batch 1 */
     double greedy_tokens_per_s, beam_tokens_per_s;                       /* batched */
+    double greedy_inputs_per_s, beam_inputs_per_s; /* batched: inputs done per second (the same
+                                                      inputs for model and baseline: the speed-up) */
     int examples, beam, batch_size;
 } EvalCost;
 

@@ -63,6 +63,7 @@ static void usage(FILE *f) {
             "  --data FILE              gold pairs (JSONL); kept in every epoch unless --no-gold\n"
             "  --pt FILE                pseudo-targets from `tutor generate` (repeatable): epoch e\n"
             "                           trains on the (e mod K)-th of each input's K targets\n"
+            "  --pt-per-input N         use only the first N targets of each input (default: all)\n"
             "  --no-gold                train on the pseudo-targets only (gold still checks --pt)\n"
             "  --dev FILE               dev pairs: evaluation, best model, early stopping\n"
             "  --max-source-tokens N --max-target-tokens N   (default: from --data, else 256 / 64)\n"
@@ -94,7 +95,7 @@ typedef struct {
     DistillLossOptions lo;
     int kd_weight_set, ce_weight_set, objective_set, beta_set;
     const char *cache_kind, *cache_dir;
-    int cache_top_k, att_set;
+    int cache_top_k, att_set, pt_per_input;
 } DistillArgs;
 
 static int num_flag(const char *a, const char *v, double lo, double hi, double *out) {
@@ -118,7 +119,7 @@ static int distill_flags(void *ctx, int *i, int argc, char **argv) {
                                              "--select", "--dev-rouge-examples", "--final-finetune-epochs",
                                              "--max-train-examples", "--max-dev-examples", "--teacher-cache",
                                              "--cache-top-k", "--cache-dir", "--mix-alpha", "--attention-weight",
-                                             "--relation-heads", NULL};
+                                             "--relation-heads", "--pt-per-input", NULL};
     if (!strcmp(a, "--no-gold")) return d->no_gold = 1, 1;
     if (!strcmp(a, "--autoscale")) return d->lo.autoscale = 1, 1;
     int known = 0;
@@ -153,6 +154,9 @@ static int distill_flags(void *ctx, int *i, int argc, char **argv) {
         d->lo.relation_heads = (int)x;
     } else if (!strcmp(a, "--mix-alpha")) {
         if (num_flag(a, v, 0, 1, &d->lo.mix_alpha)) return -1;
+    } else if (!strcmp(a, "--pt-per-input")) {
+        if (num_flag(a, v, 1, 1000000, &x) || x != floor(x)) return -1;
+        d->pt_per_input = (int)x;
     } else if (!strcmp(a, "--cache-top-k")) {
         if (num_flag(a, v, 1, 100000, &x) || x != floor(x)) return -1;
         d->cache_top_k = (int)x;
@@ -432,6 +436,7 @@ int cmd_distill(int argc, char **argv) {
         size_t n_pairs = 0;
         for (int f = 0; f < d.n_pt; f++) {
             if (ptfile_load(&pfs[f], d.pts[f], c.o.max_train_examples)) goto done;
+            ptfile_keep_first(&pfs[f], d.pt_per_input);
             for (size_t i = 0; i < pfs[f].n; i++) {
                 const char *gs = idmap_source(&ids, pfs[f].items[i].id);
                 if (gs && strcmp(gs, pfs[f].items[i].source)) {
@@ -531,6 +536,9 @@ int cmd_distill(int argc, char **argv) {
     int loss_B = c.o.max_batch > 0 ? c.o.max_batch : c.o.batch_tokens;
     if (loss_B > c.o.batch_tokens / 2) loss_B = c.o.batch_tokens / 2 > 0 ? c.o.batch_tokens / 2 : 1;
     if (loss_B < mB) loss_B = mB;
+    /* the student's generator (student PTs) sizes its per-thread state now: the training
+     * threads must be set before it is made */
+    tt_set_threads(c.o.threads);
     loss = distill_loss_new(lo, student, loss_B, mS, mT);
     if (!loss) goto done;
     if (write_gen_config(teacher, d.teacher_dir, student, c.o.max_target_tokens, c.o.out_dir)) goto done;

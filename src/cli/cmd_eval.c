@@ -28,10 +28,15 @@ static void usage(FILE *f) {
             "  --model DIR            the model directory to evaluate (required)\n"
             "  --data FILE            JSONL test set with source and target (required)\n"
             "  --baseline DIR         a model to compare with (normally the teacher)\n"
+            "  --baseline-speed-only  only time the baseline beside the model (the cost table's\n"
+            "                         ratios); no baseline outputs, scores or intervals\n"
             "  --oracle DIR           oracle for exposure bias (normally the teacher; same tokenizer)\n"
             "  decoding: the model's (and the baseline's) generation_config.json, with these over it:\n"
             "%s"
             "  --lead N               also score lead-N: the first N words of each source\n"
+            "  --names A,B            call the model A and the baseline B in the printed tables\n"
+            "  --show-examples N      print the first N test examples: source, reference and every\n"
+            "                         system's output\n"
             "  --max-examples N       only the first N test examples\n"
             "  --batch-size N         inputs per generation batch (32)\n"
             "  --max-source-tokens N  source budget (256; cut to the models' positions)\n"
@@ -79,11 +84,37 @@ static int parse_int(const char *flag, const char *value, long min, long *out) {
     return 0;
 }
 
+/* The first characters of s (at most max bytes, cut at a UTF-8 boundary, newlines as spaces). */
+static void print_clipped(const char *label, const char *s, size_t max) {
+    size_t n = strlen(s);
+    size_t cut = n <= max ? n : max;
+    while (cut < n && cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80) cut--;
+    printf("  %-10s ", label);
+    for (size_t i = 0; i < cut; i++) putchar(s[i] == '\n' ? ' ' : s[i]);
+    printf("%s\n", cut < n ? " ..." : "");
+}
+
+static void print_examples(const EvalReport *r, size_t k) {
+    printf("\nthe first %zu test examples:\n", k < r->n ? k : r->n);
+    for (size_t i = 0; i < k && i < r->n; i++) {
+        printf("\n[%s]\n", r->ids[i]);
+        print_clipped("source:", r->sources[i], 160);
+        print_clipped("reference:", r->refs[i], 300);
+        char a[40], b[40];
+        snprintf(a, sizeof a, "%s:", r->opt.name_model ? r->opt.name_model : "model");
+        snprintf(b, sizeof b, "%s:", r->opt.name_baseline ? r->opt.name_baseline : "baseline");
+        print_clipped(a, r->model.hyps[i], 300);
+        if (r->has_baseline) print_clipped(b, r->baseline.hyps[i], 300);
+        if (r->has_lead) print_clipped(r->lead.name, r->lead.hyps[i], 300);
+    }
+}
+
 int cmd_eval(int argc, char **argv) {
     EvalOptions o;
     eval_options_default(&o);
     const char *json_path = NULL, *gen_path = NULL, *plot_path = NULL;
     int quiet = 0;
+    size_t show = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -108,6 +139,10 @@ int cmd_eval(int argc, char **argv) {
             o.speed = 0;
             continue;
         }
+        if (!strcmp(a, "--baseline-speed-only")) {
+            o.baseline_speed_only = 1;
+            continue;
+        }
         if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             quiet = 1;
             continue;
@@ -126,6 +161,17 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--data")) o.data_path = v;
         else if (!strcmp(a, "--baseline")) o.baseline_dir = v;
         else if (!strcmp(a, "--oracle")) o.oracle_dir = v;
+        else if (!strcmp(a, "--names")) {
+            static char names[256];
+            snprintf(names, sizeof names, "%s", v);
+            char *comma = strchr(names, ',');
+            if (!comma || comma == names || !comma[1] || strchr(comma + 1, ',')) {
+                fprintf(stderr, "tutor: eval: --names is MODEL,BASELINE (two names), not '%s'\n", v);
+                return 2;
+            }
+            *comma = 0;
+            o.name_model = names, o.name_baseline = comma + 1;
+        }
         else if (!strcmp(a, "--json")) json_path = v;
         else if (!strcmp(a, "--generations")) gen_path = v;
         else if (!strcmp(a, "--plot")) plot_path = v;
@@ -138,7 +184,7 @@ int cmd_eval(int argc, char **argv) {
             } ints[] = {{"--lead", 1},          {"--max-examples", 1},      {"--batch-size", 1},
                         {"--threads", 1},       {"--speed-examples", 1},    {"--max-source-tokens", 3},
                         {"--max-target-tokens", 2}, {"--exposure-len", 1}, {"--resamples", 1},
-                        {"--seed", 0}};
+                        {"--seed", 0},          {"--show-examples", 0}};
             int k = 0, nk = (int)(sizeof ints / sizeof ints[0]);
             while (k < nk && strcmp(a, ints[k].flag)) k++;
             if (k == nk) {
@@ -156,12 +202,17 @@ int cmd_eval(int argc, char **argv) {
             case 6: o.max_target_tokens = (int)n; break;
             case 7: o.exposure_max_len = (int)n; break;
             case 8: o.resamples = (int)n; break;
+            case 10: show = (size_t)n; break;
             default: o.seed = (uint64_t)n; break;
             }
         }
     }
     if (!o.model_dir || !o.data_path) {
         fprintf(stderr, "tutor: eval: --model and --data are required (see tutor eval --help)\n");
+        return 2;
+    }
+    if (o.baseline_speed_only && (!o.baseline_dir || !o.speed)) {
+        fprintf(stderr, "tutor: eval: --baseline-speed-only needs --baseline and the speed measurements (no --no-speed)\n");
         return 2;
     }
     if (plot_path && !o.oracle_dir) {
@@ -186,6 +237,7 @@ int cmd_eval(int argc, char **argv) {
         fflush(stdout);
         free(table);
     }
+    if (show) print_examples(&r, show);
     if (json_path) {
         if (eval_write_json(&r, json_path)) {
             fprintf(stderr, "tutor: %s\n", tt_errmsg());

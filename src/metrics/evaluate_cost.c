@@ -278,8 +278,12 @@ static int time_mode(Timed *t, int n_sys, int beam, const EvalOptions *o, int n)
             EvalCost *c = t[s].cost;
             double med = 1000 * eval_percentile(t[s].lat_s, n, 0.5), p90 = 1000 * eval_percentile(t[s].lat_s, n, 0.9);
             double tps = t[s].many_s > 0 ? (double)t[s].many_tokens / t[s].many_s : NAN;
-            if (beam > 1) c->beam_ms_median = med, c->beam_ms_p90 = p90, c->beam_tokens_per_s = tps;
-            else c->greedy_ms_median = med, c->greedy_ms_p90 = p90, c->greedy_tokens_per_s = tps;
+            double ips = t[s].many_s > 0 ? (double)n / t[s].many_s : NAN;
+            if (beam > 1)
+                c->beam_ms_median = med, c->beam_ms_p90 = p90, c->beam_tokens_per_s = tps, c->beam_inputs_per_s = ips;
+            else
+                c->greedy_ms_median = med, c->greedy_ms_p90 = p90, c->greedy_tokens_per_s = tps,
+                c->greedy_inputs_per_s = ips;
         }
         generator_free(t[s].one);
         generator_free(t[s].many);

@@ -123,6 +123,8 @@ static cJSON *cost_json(const EvalCost *c) {
     add_num(o, "beam_latency_ms_p90", c->beam_ms_p90);
     add_num(o, "greedy_tokens_per_s", c->greedy_tokens_per_s);
     add_num(o, "beam_tokens_per_s", c->beam_tokens_per_s);
+    add_num(o, "greedy_inputs_per_s", c->greedy_inputs_per_s);
+    add_num(o, "beam_inputs_per_s", c->beam_inputs_per_s);
     add_num(o, "timed_examples", c->examples);
     add_num(o, "beam", c->beam);
     add_num(o, "batch_size", c->batch_size);
@@ -222,7 +224,7 @@ cJSON *eval_report_json(const EvalReport *r) {
     if (r->cost_model.measured) {
         cJSON *c = cJSON_AddObjectToObject(root, "cost");
         cJSON_AddItemToObject(c, "model", cost_json(&r->cost_model));
-        if (r->has_baseline && r->cost_baseline.measured) {
+        if (r->cost_baseline.measured) {
             const EvalCost *a = &r->cost_model, *b = &r->cost_baseline;
             cJSON_AddItemToObject(c, "baseline", cost_json(b));
             cJSON *q = cJSON_AddObjectToObject(c, "model_over_baseline");
@@ -233,6 +235,8 @@ cJSON *eval_report_json(const EvalReport *r) {
             add_num(q, "beam_latency_ms_median", safe_ratio(a->beam_ms_median, b->beam_ms_median));
             add_num(q, "greedy_tokens_per_s", safe_ratio(a->greedy_tokens_per_s, b->greedy_tokens_per_s));
             add_num(q, "beam_tokens_per_s", safe_ratio(a->beam_tokens_per_s, b->beam_tokens_per_s));
+            add_num(q, "greedy_inputs_per_s", safe_ratio(a->greedy_inputs_per_s, b->greedy_inputs_per_s));
+            add_num(q, "beam_inputs_per_s", safe_ratio(a->beam_inputs_per_s, b->beam_inputs_per_s));
         }
     }
     if (r->has_exposure) {
@@ -336,11 +340,16 @@ static void cost_row(FILE *f, const char *label, double a, double b, int has_b, 
     fprintf(f, "\n");
 }
 
+static const char *name_of(const EvalReport *r, int baseline) {
+    const char *n = baseline ? r->opt.name_baseline : r->opt.name_model;
+    return n && *n ? n : baseline ? "baseline" : "model";
+}
+
 static void print_cost(FILE *f, const EvalReport *r) {
     const EvalCost *a = &r->cost_model, *b = &r->cost_baseline;
-    int hb = r->has_baseline && b->measured;
-    fprintf(f, "\n%-30s %12s", "cost", "model");
-    if (hb) fprintf(f, " %12s %10s", "baseline", "ratio");
+    int hb = b->measured;
+    fprintf(f, "\n%-30s %12s", "cost", name_of(r, 0));
+    if (hb) fprintf(f, " %12s %10s", name_of(r, 1), "ratio");
     fprintf(f, "\n");
     const double MB = 1024.0 * 1024.0;
     char lbl[64];
@@ -357,6 +366,10 @@ static void print_cost(FILE *f, const EvalReport *r) {
     cost_row(f, lbl, a->greedy_tokens_per_s, b->greedy_tokens_per_s, hb, 0);
     snprintf(lbl, sizeof lbl, "beam-%d tokens/s (batch %d)", a->beam, a->batch_size);
     cost_row(f, lbl, a->beam_tokens_per_s, b->beam_tokens_per_s, hb, 0);
+    snprintf(lbl, sizeof lbl, "greedy inputs/s (batch %d)", a->batch_size);
+    cost_row(f, lbl, a->greedy_inputs_per_s, b->greedy_inputs_per_s, hb, 1);
+    snprintf(lbl, sizeof lbl, "beam-%d inputs/s (batch %d)", a->beam, a->batch_size);
+    cost_row(f, lbl, a->beam_inputs_per_s, b->beam_inputs_per_s, hb, 1);
     fprintf(f,
             "(latency at batch 1 over %d inputs%s; peak memory: a child process that loads the model and\n"
             " generates, %.1f MiB of it already resident at fork)\n",
@@ -395,8 +408,10 @@ char *eval_report_table(const EvalReport *r) {
             o->beam > 1 ? "beam search" : "greedy search", o->use_stemmer ? "with Porter stemming" : "without stemming");
     if (o->beam > 1) fprintf(f, "(%d beams, length penalty %g)\n", o->beam, o->length_penalty);
     if (o->no_repeat_ngram > 0) fprintf(f, "(no repeated %d-grams)\n", o->no_repeat_ngram);
-    fprintf(f, "\n%-18s %9s", "metric", "model");
-    if (r->has_baseline) fprintf(f, " %9s   %-28s", "baseline", "model - baseline [95% CI]");
+    fprintf(f, "\n%-18s %9s", "metric", name_of(r, 0));
+    char diff[96];
+    snprintf(diff, sizeof diff, "%s - %s [95%% CI]", name_of(r, 0), name_of(r, 1));
+    if (r->has_baseline) fprintf(f, " %9s   %-28s", name_of(r, 1), diff);
     if (r->has_lead) fprintf(f, " %9s", r->lead.name);
     fprintf(f, "\n");
     for (int k = 0; k < N_ROWS; k++) {

@@ -32,6 +32,15 @@ void ptfile_free(PtFile *f) {
     memset(f, 0, sizeof *f);
 }
 
+void ptfile_keep_first(PtFile *f, int k) {
+    if (k < 1) return;
+    for (size_t i = 0; i < f->n; i++) {
+        PtItem *it = &f->items[i];
+        for (int j = k; j < it->n_targets; j++) free(it->targets[j]);
+        if (it->n_targets > k) it->n_targets = k;
+    }
+}
+
 static int blank(const char *s, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n') return 0;

@@ -1,0 +1,193 @@
+/* test_study.c: `tutor study --quick` end to end on a tiny teacher: every row of every stage
+ * is produced with finite numbers, results.json has the documented shape, RESULTS.md and the
+ * decisions are written, a rerun trains nothing again, and bad flags are refused. */
+#include <cjson/cJSON.h>
+#include <sys/stat.h>
+
+#include "../testlib.h"
+
+static char g_dir[256], g_teacher[300], g_lab[300], g_unl[300], g_dev[300], g_test[300], g_gold[300];
+
+/* A tiny teacher (d_model 64, 2 + 2 layers) trained for a few steps on debdesc pairs: the
+ * study's machinery, not its numbers, is under test. */
+static void setup_task(void) {
+    test_tmpdir(g_dir, sizeof g_dir);
+    snprintf(g_lab, sizeof g_lab, "%s/labeled.jsonl", g_dir);
+    snprintf(g_unl, sizeof g_unl, "%s/unlabeled.jsonl", g_dir);
+    snprintf(g_gold, sizeof g_gold, "%s/unlabeled-gold.jsonl", g_dir);
+    snprintf(g_dev, sizeof g_dev, "%s/dev.jsonl", g_dir);
+    snprintf(g_test, sizeof g_test, "%s/test.jsonl", g_dir);
+    snprintf(g_teacher, sizeof g_teacher, "%s/teacher", g_dir);
+    const char *d = "build/data/debdesc";
+    char cmd[3000];
+    snprintf(cmd, sizeof cmd,
+             "head -n 400 %s/labeled.jsonl > %s && head -n 200 %s/unlabeled.jsonl > %s && "
+             "head -n 200 %s/unlabeled-gold.jsonl > %s && head -n 40 %s/dev.jsonl > %s && head -n 40 %s/test.jsonl > %s && "
+             "%s tokenizer train --data %s --vocab 700 -o %s/tok.json >/dev/null 2>&1 && "
+             "%s train --tokenizer %s/tok.json --data %s --d-model 64 --layers 2 --heads 2 --ffn 128 "
+             "--max-source-tokens 48 --max-target-tokens 16 --batch-tokens 1500 --max-steps 40 --lr 3e-3 "
+             "--no-progress --eval-every 0 -o %s >/dev/null 2>&1",
+             d, g_lab, d, g_unl, d, g_gold, d, g_dev, d, g_test, tutor_bin(), g_lab, g_dir, tutor_bin(), g_dir, g_lab,
+             g_teacher);
+    cr_assert(system(cmd) == 0, "setup failed: %s", cmd);
+}
+
+static int run_study(const char *out, const char *extra, const char *log) {
+    char cmd[3000];
+    snprintf(cmd, sizeof cmd,
+             "%s study --quick --teacher %s --labeled %s --unlabeled %s --dev %s --test %s --unlabeled-gold %s "
+             "-o %s --threads 1 %s >%s 2>&1",
+             tutor_bin(), g_teacher, g_lab, g_unl, g_dev, g_test, g_gold, out, extra, log);
+    return system(cmd);
+}
+
+static const cJSON *row_named(const cJSON *rows, const char *name) {
+    for (const cJSON *r = rows->child; r; r = r->next) {
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(r, "row");
+        if (cJSON_IsString(n) && !strcmp(n->valuestring, name)) return r;
+    }
+    return NULL;
+}
+
+static double num_at(const cJSON *o, const char *a, const char *b) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, a);
+    if (b) x = cJSON_GetObjectItemCaseSensitive(x, b);
+    return cJSON_IsNumber(x) ? x->valuedouble : NAN;
+}
+
+static time_t mtime(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 ? st.st_mtime : 0;
+}
+
+Test(study, quick_every_row_and_resume, .timeout = 600) {
+    setup_task();
+    char out[400], log[400];
+    snprintf(out, sizeof out, "%s/study", g_dir);
+    snprintf(log, sizeof log, "%s/study.log", g_dir);
+    int rc = run_study(out, "", log);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "tail -n 30 %s >&2", log);
+    if (rc) cr_assert(system(cmd) >= 0);
+    cr_assert(rc == 0, "tutor study --quick failed");
+
+    char path[500];
+    snprintf(path, sizeof path, "%s/results.json", out);
+    cJSON *root = json_load_object(path);
+    cr_assert(root != NULL, "%s: %s", path, tt_errmsg());
+    const cJSON *rows = cJSON_GetObjectItemCaseSensitive(root, "rows");
+    cr_assert(cJSON_IsArray(rows));
+    static const char *const want[] = {
+        "ref-lead", "ref-teacher", "S1-ed", "S1-do", "S2-shrink-dec", "S2-random-dec", "S2-shrink-encdec",
+        "S2-random-encdec", "S3-ft", "S3-kd", "S3-noisy-kd", "S3-attention-kd", "S4-ft-pt", "S4-kd-pt",
+        "S5-labeled", "S5-labeled-unlabeled", "S6-one", "S6-k", "S7-beam", "S7-sample", "S7-hightemp",
+        "S8-teacher-pt", "S8-student-pt", "S8-joint", "S9-rkl", "S9-jsd", "S9-skl", "S9-gkd", "S9-minillm",
+        "S9-cache-exact", "S9-cache-sparse", "ref-ft-all-gold", NULL};
+    for (int k = 0; want[k]; k++) {
+        const cJSON *r = row_named(rows, want[k]);
+        cr_assert(r != NULL, "row %s missing from results.json", want[k]);
+        for (const char *const *m = (const char *const[]){"rouge1", "rouge2", "rougeL", "bleu", NULL}; *m; m++) {
+            double v = num_at(r, "test", *m);
+            cr_assert(isfinite(v) && v >= 0 && v <= 100, "%s: test %s = %g", want[k], *m, v);
+        }
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(r, "role");
+        cr_assert(cJSON_IsString(role));
+        if (!strcmp(role->valuestring, "student")) {
+            cr_assert(num_at(r, "params", NULL) > 0, "%s: no parameter count", want[k]);
+            double sp = num_at(r, "speedup_vs_teacher", NULL);
+            cr_assert(isfinite(sp) && sp > 0, "%s: speed-up %g", want[k], sp);
+            cr_assert(isfinite(num_at(r, "train_s", NULL)), "%s: no training time", want[k]);
+            cr_assert(cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(r, "exaccerr")), "%s: no exposure bias", want[k]);
+            const cJSON *st = cJSON_GetObjectItemCaseSensitive(r, "stage");
+            cr_assert(cJSON_IsString(st) && (st->valuestring[0] == 'S' || !strcmp(st->valuestring, "ref")));
+        }
+    }
+    /* the teacher's speed-up is 1 by definition; the fine-tuned student is S3-ft */
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "teacher");
+    cr_assert(num_at(t, "speedup_vs_teacher", NULL) == 1);
+    const cJSON *ft = cJSON_GetObjectItemCaseSensitive(root, "ft_student");
+    cr_assert(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(ft, "row")));
+    cr_assert(!strcmp(cJSON_GetObjectItemCaseSensitive(ft, "row")->valuestring, "S3-ft"));
+    /* seeds: the three main rows have a second seed */
+    int seeds = 0;
+    for (const cJSON *r = rows->child; r; r = r->next) seeds += strstr(cJSON_GetObjectItemCaseSensitive(r, "row")->valuestring, "-seed2") != NULL;
+    cr_assert(seeds == 3, "%d second-seed rows, want 3", seeds);
+    /* a row compared with the fine-tuned student carries an interval */
+    const cJSON *kd = row_named(rows, "S3-kd");
+    const cJSON *ci = cJSON_GetObjectItemCaseSensitive(kd, "ci_vs_ft");
+    cr_assert(cJSON_IsObject(ci), "S3-kd has no interval against the fine-tuned student");
+    double lo = num_at(cJSON_GetObjectItemCaseSensitive(ci, "rougeL"), "lo95", NULL);
+    double hi = num_at(cJSON_GetObjectItemCaseSensitive(ci, "rougeL"), "hi95", NULL);
+    double dl = num_at(cJSON_GetObjectItemCaseSensitive(ci, "rougeL"), "delta", NULL);
+    cr_assert(lo <= dl + 1e-9 && dl <= hi + 1e-9, "interval [%g, %g] around %g", lo, hi, dl);
+    cJSON_Delete(root);
+    size_t n0;
+
+    /* S4 trains on the first of each input's K = 2 beam PTs, S6 on both (--pt-per-input) */
+    snprintf(path, sizeof path, "%s/rows/S4-kd-pt/log.txt", out);
+    char *s4 = read_file_text(path, &n0);
+    cr_assert(s4 && strstr(s4, "1 per input"), "S4 must use one PT per input");
+    free(s4);
+    snprintf(path, sizeof path, "%s/rows/S6-k/log.txt", out);
+    char *s6 = read_file_text(path, &n0);
+    cr_assert(s6 && strstr(s6, "2 per input"), "S6-k must use K = 2 PTs per input");
+    free(s6);
+    /* a row's test evaluation timed the teacher beside it without scoring it
+     * (tutor eval --baseline-speed-only) */
+    snprintf(path, sizeof path, "%s/rows/S3-kd/test.json", out);
+    cJSON *tj = json_load_object(path);
+    cr_assert(tj != NULL);
+    cr_assert(!cJSON_GetObjectItemCaseSensitive(tj, "baseline") && !cJSON_GetObjectItemCaseSensitive(tj, "differences"));
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(tj, "cost"), "model_over_baseline");
+    cr_assert(num_at(q, "beam_inputs_per_s", NULL) > 0 && num_at(q, "greedy_inputs_per_s", NULL) > 0);
+    cr_assert(cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(tj, "exposure_bias")));
+    cJSON_Delete(tj);
+
+    snprintf(path, sizeof path, "%s/RESULTS.md", out);
+    size_t n;
+    char *md = read_file_text(path, &n);
+    cr_assert(md != NULL);
+    cr_assert(strstr(md, "| S8 | whose PTs |") != NULL, "RESULTS.md has no S8 decision");
+    cr_assert(strstr(md, "| S3-kd |") != NULL);
+    free(md);
+
+    /* a rerun finds every row done: nothing is trained or evaluated again */
+    char row[500];
+    snprintf(row, sizeof row, "%s/rows/S3-kd/row.json", out);
+    time_t before = mtime(row);
+    snprintf(path, sizeof path, "%s/rows/S3-kd/model/model.safetensors", out);
+    time_t model_before = mtime(path);
+    sleep(1);
+    snprintf(log, sizeof log, "%s/study2.log", g_dir);
+    cr_assert(run_study(out, "", log) == 0);
+    cr_assert(mtime(row) == before && mtime(path) == model_before, "a finished row was redone");
+    char *text = read_file_text(log, &n);
+    cr_assert(text && !strstr(text, "study: training"), "the rerun trained something:\n%s", text ? text : "");
+    free(text);
+
+    /* other settings in the same folder are refused */
+    snprintf(log, sizeof log, "%s/study3.log", g_dir);
+    cr_assert(run_study(out, "--speedup 3", log) != 0);
+    text = read_file_text(log, &n);
+    cr_assert(text && strstr(text, "other settings"), "%s", text ? text : "");
+    free(text);
+    test_rmtree(g_dir);
+}
+
+Test(study, bad_flags) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "%s study --teacher x --labeled x >/dev/null 2>&1", tutor_bin());
+    cr_assert(WEXITSTATUS(system(cmd)) == 2, "missing flags must be refused");
+    snprintf(cmd, sizeof cmd,
+             "%s study --teacher x --labeled x --unlabeled x --dev x --test x -o /tmp/x --stages S3,S12 2>&1 | "
+             "grep -q 'unknown stage'",
+             tutor_bin());
+    cr_assert(system(cmd) == 0, "an unknown stage must be named");
+    snprintf(cmd, sizeof cmd, "%s study --help | grep -q 'S8 teacher PTs vs student PTs'", tutor_bin());
+    cr_assert(system(cmd) == 0);
+    snprintf(cmd, sizeof cmd,
+             "%s study --teacher x --labeled /nonexistent --unlabeled x --dev x --test x -o /tmp/x 2>&1 | grep -q "
+             "'/nonexistent: no such file'",
+             tutor_bin());
+    cr_assert(system(cmd) == 0);
+}
