@@ -75,6 +75,7 @@ typedef struct {
     char keep_enc[64], keep_dec[64];
     ModelConfig cfg;         /* the shape (random: written to students/NAME.json) */
     char config_path[600];
+    char init_dir[600];      /* a pretrained start (tutor pretrain's output), "" none */
     double probe_speedup;    /* forced-length generation speed over the teacher's */
     size_t params;
 } Student;
@@ -877,14 +878,16 @@ static void train_args(const Study *S, const Spec *p, const char *model_dir, Arg
         argv_push(a, "--log-every"), argv_push(a, "50");
     }
     /* pretrained layers (shrink) move gently, random ones need a larger step */
-    argv_push(a, "--lr"), argv_push(a, p->st->shrink ? "3e-4" : "1e-3");
+    argv_push(a, "--lr"), argv_push(a, p->st->shrink ? "3e-4" : p->st->init_dir[0] ? "5e-4" : "1e-3");
     argv_push(a, "--warmup"), argv_push(a, S->quick ? "2" : p->st->shrink ? "100" : "200");
     argv_push(a, "--schedule"), argv_push(a, "constant");
     argv_push(a, "--patience"), argv_push(a, "0");
     argv_push(a, "--seed"), argv_pushf(a, "%d", p->seed);
     argv_push(a, "--threads"), argv_pushf(a, "%d", S->threads / S->jobs > 0 ? S->threads / S->jobs : 1);
     argv_push(a, "--no-progress"), argv_push(a, "--resume");
-    if (p->st->shrink) {
+    if (p->st->init_dir[0]) {
+        argv_push(a, "--init"), argv_push(a, p->st->init_dir);
+    } else if (p->st->shrink) {
         argv_push(a, "--keep-decoder-layers"), argv_push(a, p->st->keep_dec);
         if (p->st->keep_enc[0]) argv_push(a, "--keep-encoder-layers"), argv_push(a, p->st->keep_enc);
     } else {
@@ -1087,6 +1090,53 @@ static void add_pts(Study *S, Spec *p, const Plan *P, PtKind kind, int unl, int 
 
 static int fast_enough(const Study *S, const RowResult *r) { return r && row_speed(S, r) >= S->speedup; }
 
+/* The fast shape pretrained by denoising (tutor pretrain: text infilling and gap sentences
+ * mixed, the teacher's recipe) on the labeled and unlabeled sources, for as long as one row
+ * trains: the paper's students start pretrained. */
+static int pretrain_student(Study *S, Student *st) {
+    char dir[700], done[800], log[800];
+    pathf(dir, sizeof dir, "%s/students/pretrained", S->out);
+    pathf(done, sizeof done, "%s/students/pretrained.done", S->out);
+    pathf(log, sizeof log, "%s/students/pretrained.log", S->out);
+    snprintf(st->init_dir, sizeof st->init_dir, "%s", dir);
+    if (file_exists(done)) return 0;
+    Argv a = {0};
+    argv_push(&a, "pretrain");
+    argv_push(&a, "--config"), argv_push(&a, st->config_path);
+    argv_push(&a, "--tokenizer"), argv_pushf(&a, "%s/tokenizer.json", S->teacher);
+    argv_push(&a, "--data"), argv_push(&a, S->lab);
+    argv_push(&a, "--data"), argv_push(&a, S->unl);
+    if (S->src_field) argv_push(&a, "--source-field"), argv_push(&a, S->src_field);
+    argv_push(&a, "--max-source-tokens"), argv_pushf(&a, "%d", S->max_src);
+    argv_push(&a, "-o"), argv_push(&a, dir);
+    if (S->quick) {
+        argv_push(&a, "--max-steps"), argv_pushf(&a, "%d", S->quick_steps);
+        argv_push(&a, "--batch-tokens"), argv_push(&a, "1024");
+        argv_push(&a, "--eval-every"), argv_pushf(&a, "%d", S->quick_steps);
+        argv_push(&a, "--heldout"), argv_push(&a, "8");
+    } else {
+        argv_push(&a, "--max-steps"), argv_push(&a, "100000000");
+        argv_push(&a, "--max-minutes"), argv_pushf(&a, "%.2f", S->row_min);
+        argv_push(&a, "--eval-every"), argv_push(&a, "300");
+        argv_push(&a, "--save-every"), argv_push(&a, "100");
+    }
+    argv_push(&a, "--lr"), argv_push(&a, "1e-3");
+    argv_push(&a, "--warmup"), argv_push(&a, S->quick ? "2" : "300");
+    argv_push(&a, "--schedule"), argv_push(&a, "constant");
+    argv_push(&a, "--patience"), argv_push(&a, "0");
+    argv_push(&a, "--threads"), argv_pushf(&a, "%d", S->threads);
+    argv_push(&a, "--no-progress"), argv_push(&a, "--resume");
+    tt_info("study: pretraining the fast student by denoising on the labeled and unlabeled sources (%s)",
+            S->quick ? "a few steps" : "one row's time");
+    double t0 = tt_now_s();
+    int rc = study_run(&a, log);
+    argv_free(&a);
+    if (rc) return -1;
+    char msg[64];
+    snprintf(msg, sizeof msg, "%.1f\n", tt_now_s() - t0);
+    return atomic_write_file(done, msg, strlen(msg));
+}
+
 static int run_study(Study *S) {
     Candidates C;
     memset(&C, 0, sizeof C);
@@ -1102,14 +1152,15 @@ static int run_study(Study *S) {
              C.dec_only.cfg.d_model, C.dec_only.cfg.dec_layers);
 
     /* S1 and S2: which student */
-    const char *cand_names[6];
-    const Student *cand_st[6];
-    int same_family[6];
+    const char *cand_names[7];
+    const Student *cand_st[7];
+    int same_family[7];
     int n_cand = 0;
     {
-        Spec sp[6];
+        Spec sp[7];
         int n = 0;
         int ed_do = model_is_encdec(&S->tcfg);
+        static Student pre;
         /* the teacher's family always (the student candidate), the other one for S1 */
         if (ed_do || stage_on(S, "S1")) spec_init(&sp[n++], "S1-ed", "S1", &C.ed, "fine-tune", ed_what);
         if (!ed_do || stage_on(S, "S1")) spec_init(&sp[n++], "S1-do", "S1", &C.dec_only, "fine-tune", do_what);
@@ -1120,6 +1171,25 @@ static int run_study(Study *S) {
             spec_init(&sp[n++], "S2-shrink-dec", "S2", &C.shrink_dec, "fine-tune", w);
             snprintf(w, sizeof w, "random init, the shape of S2-shrink-dec, fine-tuned on gold");
             spec_init(&sp[n++], "S2-random-dec", "S2", &C.random_dec, "fine-tune", w);
+            /* the fast shape of the teacher's family, pretrained (not in the paper's S2, whose
+             * students all start pretrained) */
+            pre = ed_do ? C.ed : C.dec_only;
+            snprintf(pre.name, sizeof pre.name, "pretrained");
+            if (pretrain_student(S, &pre)) return -1;
+            ModelConfig pc;
+            char pcp[800];
+            pathf(pcp, sizeof pcp, "%s/config.json", pre.init_dir);
+            if (model_config_load(&pc, pcp)) return -1;
+            if (pc.vocab_size != S->tcfg.vocab_size) {
+                /* pretraining adds <mask> to a tokenizer without one: no longer the teacher's */
+                decision(S, "| S2 | the fast shape: pretrained or random init | not run: the teacher's tokenizer has no "
+                            "<mask> (pretraining made %d ids, the teacher has %d) | - | pretrained | - |",
+                         pc.vocab_size, S->tcfg.vocab_size);
+            } else {
+                snprintf(w, sizeof w, "the fast shape (%s) pretrained by denoising on the labeled and unlabeled "
+                         "sources, then fine-tuned on gold", ed_do ? "S1-ed" : "S1-do");
+                spec_init(&sp[n++], "S2-pretrained", "S2", &pre, "fine-tune", w);
+            }
             if (C.have_encdec_shrink) {
                 snprintf(w, sizeof w, "the teacher shrunk to encoder layers %s, decoder layers %s, fine-tuned on gold",
                          C.shrink_encdec.keep_enc, C.shrink_encdec.keep_dec);
@@ -1153,6 +1223,12 @@ static int run_study(Study *S) {
                 decide(S, "S2", "shrink init or random init (encoder and decoder layers removed)", s2b, l2, 2,
                        best_of(S, s2b, 2), "shrink");
             }
+        }
+        if (row_find(S, "S2-pretrained")) {
+            const char *s2c[2] = {"S2-pretrained", model_is_encdec(&S->tcfg) ? "S1-ed" : "S1-do"};
+            const char *l2c[2] = {"pretrained", "random"};
+            decide(S, "S2", "the fast shape: pretrained (denoising) or random init", s2c, l2c, 2, best_of(S, s2c, 2),
+                   "pretrained");
         }
         int best = -1;
         double b = -1;
@@ -1460,10 +1536,10 @@ static int settings_check(Study *S) {
         return 0;
     }
     if (S->row_minutes <= 0) {
-        /* rows that train: S1 2, S2 4, S3 3, S4 2, S5 1, S6 1, S7 2, S8 2, S9 7, seeds
+        /* rows that train: S1 2, S2 5 + the pretraining, S3 3, S4 2, S5 1, S6 1, S7 2, S8 2, S9 7, seeds
          * 3 x (seeds - 1), ceiling 1; PTs and evaluations take what the teacher's speed
          * says; the rest is shared equally */
-        int rows = 2 + 4 + 3 + 2 + 1 + 1 + 2 + 2 + 7 + 3 * (S->seeds - 1) + (S->unl_gold ? 1 : 0);
+        int rows = 2 + 6 + 3 + 2 + 1 + 1 + 2 + 2 + 7 + 3 * (S->seeds - 1) + (S->unl_gold ? 1 : 0);
         /* PT cost: the teacher decodes every input once for beam and K times for each
          * sampling kind; ~40 beam inputs/s and ~80 sampled sequences/s for a teacher of the
          * shipped size at 2 threads, scaled by its parameters */

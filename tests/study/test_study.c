@@ -8,7 +8,8 @@
 
 static char g_dir[256], g_teacher[300], g_lab[300], g_unl[300], g_dev[300], g_test[300], g_gold[300];
 
-/* A tiny teacher (d_model 64, 2 + 2 layers) trained for a few steps on debdesc pairs: the
+/* A tiny teacher (d_model 64, 2 + 2 layers; a pretraining step gives its tokenizer <mask>,
+ * as the study's pretrained student needs) trained for a few steps on debdesc pairs: the
  * study's machinery, not its numbers, is under test. */
 static void setup_task(void) {
     test_tmpdir(g_dir, sizeof g_dir);
@@ -24,11 +25,13 @@ static void setup_task(void) {
              "head -n 400 %s/labeled.jsonl > %s && head -n 200 %s/unlabeled.jsonl > %s && "
              "head -n 200 %s/unlabeled-gold.jsonl > %s && head -n 40 %s/dev.jsonl > %s && head -n 40 %s/test.jsonl > %s && "
              "%s tokenizer train --data %s --vocab 700 -o %s/tok.json >/dev/null 2>&1 && "
-             "%s train --tokenizer %s/tok.json --data %s --d-model 64 --layers 2 --heads 2 --ffn 128 "
-             "--max-source-tokens 48 --max-target-tokens 16 --batch-tokens 1500 --max-steps 40 --lr 3e-3 "
-             "--no-progress --eval-every 0 -o %s >/dev/null 2>&1",
+             "%s pretrain --tokenizer %s/tok.json --data %s --d-model 64 --layers 2 --heads 2 --ffn 128 "
+             "--max-source-tokens 48 --batch-tokens 1500 --max-steps 2 --heldout 8 --no-progress -o %s/pre "
+             ">/dev/null 2>&1 && "
+             "%s train --init %s/pre --data %s --max-source-tokens 48 --max-target-tokens 16 --batch-tokens 1500 "
+             "--max-steps 40 --lr 3e-3 --no-progress --eval-every 0 -o %s >/dev/null 2>&1",
              d, g_lab, d, g_unl, d, g_gold, d, g_dev, d, g_test, tutor_bin(), g_lab, g_dir, tutor_bin(), g_dir, g_lab,
-             g_teacher);
+             g_dir, tutor_bin(), g_dir, g_lab, g_teacher);
     cr_assert(system(cmd) == 0, "setup failed: %s", cmd);
 }
 
@@ -79,7 +82,7 @@ Test(study, quick_every_row_and_resume, .timeout = 600) {
     cr_assert(cJSON_IsArray(rows));
     static const char *const want[] = {
         "ref-lead", "ref-teacher", "S1-ed", "S1-do", "S2-shrink-dec", "S2-random-dec", "S2-shrink-encdec",
-        "S2-random-encdec", "S3-ft", "S3-kd", "S3-noisy-kd", "S3-attention-kd", "S4-ft-pt", "S4-kd-pt",
+        "S2-random-encdec", "S2-pretrained", "S3-ft", "S3-kd", "S3-noisy-kd", "S3-attention-kd", "S4-ft-pt", "S4-kd-pt",
         "S5-labeled", "S5-labeled-unlabeled", "S6-one", "S6-k", "S7-beam", "S7-sample", "S7-hightemp",
         "S8-teacher-pt", "S8-student-pt", "S8-joint", "S9-rkl", "S9-jsd", "S9-skl", "S9-gkd", "S9-minillm",
         "S9-cache-exact", "S9-cache-sparse", "ref-ft-all-gold", NULL};
