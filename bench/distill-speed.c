@@ -11,7 +11,7 @@
  * step from the exact teacher cache. Prints
  *   ratio = KD step / (teacher forward + student forward-backward)   (the bar: <= 1.3)
  *   ratio = KD step from the exact teacher cache / live KD step       (the bar: <= 0.6)
- * Usage: distill-speed [--steps N] [--threads N] [--student 4:2|2:2|small|tiny] */
+ * Usage: distill-speed [--steps N] [--threads N] [--student 4:2|2:2|small|tiny|CONFIG.json] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +30,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--student") && i + 1 < argc) layers = argv[++i];
         else {
-            fprintf(stderr, "usage: distill-speed [--steps N (>= 3)] [--threads N] [--student 4:2|2:2|small|tiny]\n");
+            fprintf(stderr, "usage: distill-speed [--steps N (>= 3)] [--threads N] [--student 4:2|2:2|small|tiny|CONFIG.json]\n");
             return 2;
         }
     }
@@ -50,8 +50,23 @@ int main(int argc, char **argv) {
      * (4:2) or its first and last (2:2) */
     int keep[2] = {0, 3};
     int enc_layers = atoi(layers), small = !strcmp(layers, "small"), tiny = !strcmp(layers, "tiny");
+    size_t ll = strlen(layers);
+    int from_file = ll > 5 && !strcmp(layers + ll - 5, ".json");
     Model *student = NULL;
-    if (small || tiny) {
+    if (from_file) {
+        /* a student configuration (e.g. tutor study's students/ed.json), random weights, the
+         * teacher's vocabulary and special ids */
+        ModelConfig sc;
+        if (model_config_load(&sc, layers)) {
+            fprintf(stderr, "distill-speed: %s\n", tt_errmsg());
+            return 1;
+        }
+        sc.vocab_size = cfg.vocab_size, sc.pad_id = cfg.pad_id, sc.bos_id = cfg.bos_id, sc.eos_id = cfg.eos_id;
+        sc.decoder_start_id = cfg.decoder_start_id;
+        if (sc.max_positions < cfg.max_positions) sc.max_positions = cfg.max_positions;
+        sc.dropout = sc.attn_dropout = sc.act_dropout = 0;
+        student = model_new(&sc, 2);
+    } else if (small || tiny) {
         ModelConfig sc = cfg;
         sc.d_model = small ? 128 : 64, sc.enc_layers = sc.dec_layers = small ? 2 : 1;
         sc.enc_heads = sc.dec_heads = small ? 4 : 2;
@@ -147,10 +162,13 @@ int main(int argc, char **argv) {
     }
     double mt = bench_median(tt, steps), ms = bench_median(ts, steps), mk = bench_median(tk, steps),
            mc = bench_median(tc_s, steps);
+    char shape[256];
+    snprintf(shape, sizeof shape, "%s, d_model %d, %d+%d layers, FFN %d", layers, student->cfg.d_model,
+             student->cfg.enc_layers, student->cfg.dec_layers, student->cfg.dec_ffn);
     printf("teacher %zu parameters (4+4 layers), student %zu (%s); batch %d x (%d src, %d tgt); %d threads; median "
            "of %d steps after 1 warm-up\n",
            teacher->n_params, student->n_params,
-           small ? "random, d_model 128, 2+2 layers, FFN 512"
+           from_file ? shape : small ? "random, d_model 128, 2+2 layers, FFN 512"
            : tiny  ? "random, d_model 64, 1+1 layers, FFN 256"
                  : enc_layers == 2 ? "2:2, the teacher's encoder and decoder layers 0 and 3"
                                    : "4:2, the teacher's encoder and its decoder layers 0 and 3",

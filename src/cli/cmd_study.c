@@ -1052,7 +1052,7 @@ static void decide(Study *S, const char *stage, const char *question, const char
         if (len >= sizeof buf) break;
     }
     decision(S, "| %s | %s | %s | **%s** | %s | %s |", stage, question, buf, winner >= 0 ? labels[winner] : "-", paper,
-             winner >= 0 && !strncmp(labels[winner], paper, strlen(labels[winner])) ? "yes" : "no");
+             winner >= 0 && strstr(labels[winner], paper) ? "yes" : "no");
 }
 
 /* ---------------------------------------------------------------- the stages */
