@@ -118,4 +118,46 @@ double vocab_xent(const real *x, const real *w, const real *bias, const int *lab
                   int V, double label_smoothing, double grad_scale, real *dx, real *dw, real *dbias,
                   real *chunk, int chunk_rows, long *n_counted);
 
+/* ---- int8 matrix products (kernels/int8.c; docs/int8.md) ------------------------------------
+ * Weights per output row symmetric int8 (|q| <= 127), activations per row symmetric 7-bit
+ * stored as u8 = a + 64: no path can saturate, so the portable, AVX2 (vpmaddubsw) and AVX-512
+ * VNNI (vpdpbusd) products are the same integers, and outputs are bit-identical. */
+#define Q8_K_ALIGN 64
+typedef enum { Q8_PORTABLE = 0, Q8_AVX2 = 1, Q8_VNNI = 2 } Q8Path;
+typedef struct {
+    int N, K, Kp;      /* out x in; Kp = K padded to Q8_K_ALIGN with zero weights */
+    int8_t *q;         /* (N, Kp) */
+    float *scale;      /* (N): w[n][k] ~ q[n][k] * scale[n] */
+    int32_t *colsum;   /* (N): sum_k q[n][k] */
+} Q8Weights;
+typedef struct {
+    uint8_t *a;
+    int32_t *acc;
+    float *ascale;
+    size_t cap_a, cap_acc, cap_rows;
+} Q8Scratch;
+int q8_padded_k(int K);
+/* From float weights: src is (N, K) row-major, or (K, N) when transposed (GPT-2's Conv1D). */
+int q8_weights_quantize(Q8Weights *w, const float *src, int N, int K, int transposed);
+/* From stored int8 rows (N, K) and their scales; refuses -128 and non-positive scales. */
+int q8_weights_from_parts(Q8Weights *w, const int8_t *q, const float *scale, int N, int K);
+void q8_weights_free(Q8Weights *w);
+/* Rows of x (M, K, stride ldx) to u8 = round(x / t) + 64, t = max|x| / 63 per row (scale[m] = t);
+ * out is (M, Kp), the padding 64. */
+void q8_quantize_rows(const float *x, int M, int K, int ldx, uint8_t *out, int Kp, float *scale);
+int q8_path_available(Q8Path p);
+/* The fastest path this CPU has (TUTOR_INT8_PATH=portable|avx2|vnni forces an available one). */
+Q8Path q8_best_path(void);
+const char *q8_path_name(Q8Path p);
+/* acc[m][n] = sum_k a[m][k] * q[n][k] over the padded K, for n in [n0, n1). */
+void q8_dot(Q8Path path, const uint8_t *a, int M, const Q8Weights *w, int n0, int n1, int32_t *acc, int ldacc);
+/* out[m][n] = (acc - 64 colsum[n]) * ascale[m] * scale[n] + bias[n] (bias may be NULL). */
+void q8_epilogue(const int32_t *acc, int ldacc, int M, const Q8Weights *w, int n0, int n1, const float *ascale,
+                 const float *bias, float *out, int ldo);
+/* y = x W^T + b with x quantized on the fly; columns split over the worker pool; s grows to
+ * the largest call and is reused. 0, or -1 when its scratch cannot be had. */
+int q8_linear(Q8Path path, const float *x, int M, int ldx, const Q8Weights *w, const float *bias, float *out,
+              int ldo, Q8Scratch *s);
+void q8_scratch_free(Q8Scratch *s);
+
 #endif
