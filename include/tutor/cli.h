@@ -13,5 +13,6 @@ int cmd_score(int argc, char **argv);
 int cmd_distill(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_study(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 
 #endif

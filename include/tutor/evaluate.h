@@ -69,6 +69,7 @@ typedef struct {
     const char *model_dir;     /* required */
     const char *baseline_dir;  /* NULL: no baseline, no differences */
     int baseline_speed_only;   /* 1: the baseline is only timed (cost), not generated or scored */
+    int int8;                  /* 1: the model (not the baseline) runs on its int8 weights */
     const char *name_model, *name_baseline; /* column names in the printed tables (NULL: "model",
                                                "baseline"); the JSON keys stay */
     const char *oracle_dir;    /* NULL: no exposure bias */

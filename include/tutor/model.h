@@ -82,6 +82,20 @@ typedef struct {
 
 typedef struct ModelActs ModelActs;
 
+/* int8 weights for generation (model/int8.c, docs/int8.md): every linear layer and the output
+ * projection, per output row symmetric; the fused blocks as decoding uses them. */
+typedef struct {
+    Q8Weights qkv, o;       /* self-attention: q|k|v (3C, C), out (C, C) */
+    Q8Weights cq, ckv, co;  /* cross-attention: q (C, C), k|v (2C, C), out (C, C) */
+    Q8Weights fc1, fc2;
+} Q8Layer;
+typedef struct ModelQ8 {
+    Q8Layer *enc, *dec;
+    Q8Weights lm_head;
+    Q8Path path;            /* the kernel path (q8_best_path when made) */
+    Q8Scratch scratch;      /* one generation at a time per model */
+} ModelQ8;
+
 typedef struct {
     ModelConfig cfg;
     int n_tensors;
@@ -91,6 +105,7 @@ typedef struct {
     ModelParams p, g;
     ModelActs *acts;       /* activation arena, sized on demand */
     Rng dropout_rng;
+    ModelQ8 *q8;           /* int8 weights: generation uses them when set (NULL: float32) */
 } Model;
 
 /* A batch. Encoder-decoder: src (B,S) with src_mask (1 = token, 0 = padding); tgt_in (B,T)
@@ -106,6 +121,14 @@ typedef struct {
 /* Builds a model with parameters drawn from N(0, init_std) (LayerNorm 1/0, biases 0). */
 Model *model_new(const ModelConfig *cfg, uint64_t seed);
 void model_free(Model *m);
+/* int8 weights from the float ones (m->q8), to/from model.int8.safetensors; 0 or -1 naming
+ * the file and the tensor. model_free frees them too. */
+int model_q8_quantize(Model *m);
+int model_q8_save(const Model *m, const char *path);
+int model_q8_load(Model *m, const char *path);
+void model_q8_free(Model *m);
+/* DIR/model.int8.safetensors, with an error saying how to make it when absent. */
+int model_q8_load_dir(Model *m, const char *dir);
 int model_alloc_grads(Model *m);
 void model_zero_grads(Model *m);
 const ParamInfo *model_find_tensor(const Model *m, const char *name);

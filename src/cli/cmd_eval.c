@@ -28,6 +28,8 @@ static void usage(FILE *f) {
             "  --model DIR            the model directory to evaluate (required)\n"
             "  --data FILE            JSONL test set with source and target (required)\n"
             "  --baseline DIR         a model to compare with (normally the teacher)\n"
+            "  --int8                 the model runs on DIR/model.int8.safetensors (tutor quantize);\n"
+            "                         the baseline stays as it is (give the same DIR to compare)\n"
             "  --baseline-speed-only  only time the baseline beside the model (the cost table's\n"
             "                         ratios); no baseline outputs, scores or intervals\n"
             "  --oracle DIR           oracle for exposure bias (normally the teacher; same tokenizer)\n"
@@ -137,6 +139,10 @@ int cmd_eval(int argc, char **argv) {
         }
         if (!strcmp(a, "--no-speed")) {
             o.speed = 0;
+            continue;
+        }
+        if (!strcmp(a, "--int8")) {
+            o.int8 = 1;
             continue;
         }
         if (!strcmp(a, "--baseline-speed-only")) {

@@ -33,6 +33,8 @@ static void usage(FILE *f) {
             "  --threads N              threads (default: all cores)\n"
             "  --max-source-tokens N    sources cut to N tokens, </s> kept (default 256)\n"
             "  --resume                 keep OUT's complete lines and continue after them\n"
+            "  --int8                   use DIR/model.int8.safetensors (tutor quantize) for every linear\n"
+            "                           layer and the output projection\n"
             "  --no-progress            plain log lines even on a terminal\n"
             "  -h, --help               this help\n",
             GEN_FLAGS_HELP);
@@ -61,7 +63,7 @@ int cmd_generate(int argc, char **argv) {
     /* flags are applied after generation_config.json is read: keep them */
     GenFlags gf;
     gen_flags_init(&gf);
-    int threads = 0, progress = 1;
+    int threads = 0, progress = 1, int8 = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -77,7 +79,7 @@ int cmd_generate(int argc, char **argv) {
             i += took - 1;
             continue;
         }
-        int flag_only = !strcmp(a, "--resume") || !strcmp(a, "--no-progress");
+        int flag_only = !strcmp(a, "--resume") || !strcmp(a, "--no-progress") || !strcmp(a, "--int8");
         if (!flag_only && i + 1 >= argc) {
             fprintf(stderr, "tutor: generate: %s needs a value (see tutor generate --help)\n", a);
             return 2;
@@ -86,6 +88,7 @@ int cmd_generate(int argc, char **argv) {
         int rc = 0;
         if (!strcmp(a, "--resume")) fo.resume = 1;
         else if (!strcmp(a, "--no-progress")) progress = 0;
+        else if (!strcmp(a, "--int8")) int8 = 1;
         else if (!strcmp(a, "--model")) model_dir = v;
         else if (!strcmp(a, "--input")) fo.input_path = v;
         else if (!strcmp(a, "-o") || !strcmp(a, "--output")) fo.output_path = v;
@@ -120,10 +123,12 @@ int cmd_generate(int argc, char **argv) {
     if (threads > 0) tt_set_threads(threads);
     else tt_set_threads((int)sysconf(_SC_NPROCESSORS_ONLN));
     Model *m = model_load(model_dir);
-    if (!m) {
+    if (!m || (int8 && model_q8_load_dir(m, model_dir))) {
         fprintf(stderr, "tutor: %s\n", tt_errmsg());
+        model_free(m);
         return 1;
     }
+    if (int8) fprintf(stderr, "tutor: generate: int8 weights, %s kernels\n", q8_path_name(m->q8->path));
     GenConfig g;
     char path[4096];
     if (gen_config_for_dir(&g, &m->cfg, model_dir)) {

@@ -106,6 +106,13 @@ int decode_cache_begin(DecodeCache *dc, int n, const int *const *src, const int 
     for (int l = 0; l < dc->L; l++) {
         const AttnParams *a = &dc->m->p.dec[l].cross;
         /* k_w, v_w (and their biases) are adjacent: one (n*S, 2C) product */
+#if !REAL_IS_DOUBLE
+        ModelQ8 *q8 = dc->m->q8;
+        if (q8 && q8->dec[l].ckv.q &&
+            q8_linear(q8->path, enc, n * S, (int)C, &q8->dec[l].ckv, a->k_b, dc->cross_kv + l * ns * 2 * C, 2 * (int)C,
+                      &q8->scratch) == 0)
+            continue;
+#endif
         linear_forward(dc->cross_kv + l * ns * 2 * C, 2 * (int)C, enc, a->k_w, a->k_b, n * S, (int)C, 2 * (int)C,
                        W_OUT_IN);
     }
@@ -189,10 +196,22 @@ static void block_ln(const LayerParams *lp, int kind, const real **w, const real
     else *w = lp->ln_ffn_w, *b = lp->ln_ffn_b;
 }
 
+/* y = x W + b through the model's int8 weights when it has them (q: the matrix's int8 form),
+ * else the float kernels. */
+static void dlin(const DecodeCache *dc, const Q8Weights *q, real *out, int ldo, const real *inp, const real *w,
+                 const real *b, int M, int K, int N, WeightLayout lay) {
+#if !REAL_IS_DOUBLE
+    ModelQ8 *q8 = dc->m->q8;
+    if (q8 && q && q->q && q8_linear(q8->path, inp, M, K, q, b, out, ldo, &q8->scratch) == 0) return;
+#endif
+    decode_linear(out, ldo, inp, w, b, M, K, N, lay);
+}
+
 /* kind 0 self-attention, 1 cross-attention, 2 feed-forward; x (M,C) updated in place. */
 static void step_block(DecodeCache *dc, const StepRows *r, int l, int kind) {
     const ModelConfig *c = &dc->m->cfg;
     const LayerParams *lp = &dc->m->p.dec[l];
+    const Q8Layer *ql = dc->m->q8 ? &dc->m->q8->dec[l] : NULL;
     int M = r->M, C = dc->C;
     WeightLayout lay = dc->gpt2 ? W_IN_OUT : W_OUT_IN;
     const real *lw, *lb;
@@ -205,7 +224,7 @@ static void step_block(DecodeCache *dc, const StepRows *r, int l, int kind) {
     real scale = (real)(1.0 / sqrt((double)dc->D));
     if (kind == 0) {
         const AttnParams *a = &lp->self;
-        decode_linear(dc->qkv, 3 * C, inp, a->q_w, a->q_b, M, C, 3 * C, lay);
+        dlin(dc, ql ? &ql->qkv : NULL, dc->qkv, 3 * C, inp, a->q_w, a->q_b, M, C, 3 * C, lay);
         /* row i's key and value go to pool row pool_used + i (see decode_step) */
         long base = (long)l * dc->pool_cap + dc->pool_used;
         for (int i = 0; i < M; i++) {
@@ -214,17 +233,17 @@ static void step_block(DecodeCache *dc, const StepRows *r, int l, int kind) {
         }
         AttnStepJob j = {dc, r, l, 0, dc->qkv, 3 * C, scale};
         tt_parallel_range(M * dc->H, attention_rows, &j);
-        decode_linear(dc->proj, C, dc->att, a->o_w, a->o_b, M, C, C, lay);
+        dlin(dc, ql ? &ql->o : NULL, dc->proj, C, dc->att, a->o_w, a->o_b, M, C, C, lay);
     } else if (kind == 1) {
         const AttnParams *a = &lp->cross;
-        decode_linear(dc->qkv, C, inp, a->q_w, a->q_b, M, C, C, W_OUT_IN);
+        dlin(dc, ql ? &ql->cq : NULL, dc->qkv, C, inp, a->q_w, a->q_b, M, C, C, W_OUT_IN);
         AttnStepJob j = {dc, r, l, 1, dc->qkv, C, scale};
         tt_parallel_range(M * dc->H, attention_rows, &j);
-        decode_linear(dc->proj, C, dc->att, a->o_w, a->o_b, M, C, C, W_OUT_IN);
+        dlin(dc, ql ? &ql->co : NULL, dc->proj, C, dc->att, a->o_w, a->o_b, M, C, C, W_OUT_IN);
     } else {
-        decode_linear(dc->hid, dc->F, inp, lp->fc1_w, lp->fc1_b, M, C, dc->F, lay);
+        dlin(dc, ql ? &ql->fc1 : NULL, dc->hid, dc->F, inp, lp->fc1_w, lp->fc1_b, M, C, dc->F, lay);
         gelu_forward(dc->hid, dc->hid, (long)M * dc->F, c->act);
-        decode_linear(dc->proj, C, dc->hid, lp->fc2_w, lp->fc2_b, M, dc->F, C, lay);
+        dlin(dc, ql ? &ql->fc2 : NULL, dc->proj, C, dc->hid, lp->fc2_w, lp->fc2_b, M, dc->F, C, lay);
     }
     long n = (long)M * C;
     if (dc->preln) {
@@ -271,7 +290,8 @@ int decode_step(DecodeCache *dc, const StepRows *r, const int *logit_rows, int n
         layernorm_forward(dc->ln, NULL, NULL, dc->att, p->dec_ln_final_w, p->dec_ln_final_b, n_logits, C, c->ln_eps);
         y = dc->ln;
     }
-    decode_linear(logits, dc->V, y, p->lm_head, p->final_logits_bias, n_logits, C, dc->V, W_OUT_IN);
+    dlin(dc, dc->m->q8 ? &dc->m->q8->lm_head : NULL, logits, dc->V, y, p->lm_head, p->final_logits_bias, n_logits, C, dc->V,
+         W_OUT_IN);
     dc->pool_used += M;
     return 0;
 }

@@ -568,6 +568,7 @@ int eval_run(const EvalOptions *o_in, EvalReport *r) {
     }
     tt_set_threads(o->threads);
     if (side_load_model(sm) || (sb->dir && side_load_model(sb))) goto done;
+    if (o->int8 && model_q8_load_dir(sm->m, sm->dir)) goto done;
     r->has_baseline = sb->dir != NULL && !o->baseline_speed_only;
     if (o->speed &&
         eval_measure_speed(sm->m, sm->dir, &sm->ps, sb->m, sb->dir, sb->dir ? &sb->ps : NULL, o, &r->cost_model,

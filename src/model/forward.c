@@ -208,9 +208,35 @@ typedef struct {
     int causal;
 } BlockCtx;
 
+/* The int8 form of layer lp when the model has int8 weights and runs inference, else NULL. */
+static const Q8Layer *q8_layer(const Model *m, const LayerParams *lp) {
+#if REAL_IS_DOUBLE
+    (void)m, (void)lp;
+    return NULL;
+#else
+    if (!m->q8 || !m->acts || m->acts->mode != FWD_INFER) return NULL;
+    for (int l = 0; l < m->cfg.enc_layers; l++)
+        if (lp == &m->p.enc[l]) return &m->q8->enc[l];
+    for (int l = 0; l < m->cfg.dec_layers; l++)
+        if (lp == &m->p.dec[l]) return &m->q8->dec[l];
+    return NULL;
+#endif
+}
+
+/* linear_forward, or its int8 form q (when not NULL) */
+static void lin(const Model *m, const Q8Weights *q, real *out, int ldo, const real *inp, const real *w, const real *b,
+                int N, int C, int F, WeightLayout lay) {
+#if !REAL_IS_DOUBLE
+    if (q && q->q && q8_linear(m->q8->path, inp, N, C, q, b, out, ldo, &m->q8->scratch) == 0) return;
+#endif
+    linear_forward(out, ldo, inp, w, b, N, C, F, lay);
+}
+
 static void sublayer_forward(const BlockCtx *x, BlockActs *k, const LayerParams *lp, int kind,
                              const real *inp) {
     const ModelConfig *c = &x->m->cfg;
+    const Q8Layer *ql = q8_layer(x->m, lp);
+    const Model *mm = x->m;
     int C = c->d_model, N = x->B * x->Tq;
     real scale = (real)(1.0 / sqrt((double)(C / x->H)));
     int gpt2 = c->arch == ARCH_GPT2;
@@ -218,25 +244,25 @@ static void sublayer_forward(const BlockCtx *x, BlockActs *k, const LayerParams 
     if (kind == BLOCK_SELF) {
         const AttnParams *a = &lp->self;
         /* GPT-2's c_attn, or BART's adjacent q|k|v weights (params.c): one product */
-        linear_forward(k->q, 3 * C, inp, a->q_w, a->q_b, N, C, 3 * C, gpt2 ? W_IN_OUT : W_OUT_IN);
+        lin(mm, ql ? &ql->qkv : NULL, k->q, 3 * C, inp, a->q_w, a->q_b, N, C, 3 * C, gpt2 ? W_IN_OUT : W_OUT_IN);
         attention_forward(k->att, k->probs, k->q, 3 * C, k->q + C, 3 * C, k->q + 2 * C, 3 * C,
                           x->key_mask, x->B, x->Tq, x->Tq, x->H, C, x->causal, scale, &drop);
-        linear_forward(k->f_pre, C, k->att, a->o_w, a->o_b, N, C, C, gpt2 ? W_IN_OUT : W_OUT_IN);
+        lin(mm, ql ? &ql->o : NULL, k->f_pre, C, k->att, a->o_w, a->o_b, N, C, C, gpt2 ? W_IN_OUT : W_OUT_IN);
     } else if (kind == BLOCK_CROSS) {
         const AttnParams *a = &lp->cross;
         int Ns = x->B * x->Tk;
-        linear_forward(k->q, C, inp, a->q_w, a->q_b, N, C, C, W_OUT_IN);
-        linear_forward(k->kv, 2 * C, x->enc_out, a->k_w, a->k_b, Ns, C, 2 * C, W_OUT_IN);
+        lin(mm, ql ? &ql->cq : NULL, k->q, C, inp, a->q_w, a->q_b, N, C, C, W_OUT_IN);
+        lin(mm, ql ? &ql->ckv : NULL, k->kv, 2 * C, x->enc_out, a->k_w, a->k_b, Ns, C, 2 * C, W_OUT_IN);
         attention_forward(k->att, k->probs, k->q, C, k->kv, 2 * C, k->kv + C, 2 * C, x->key_mask, x->B,
                           x->Tq, x->Tk, x->H, C, 0, scale, &drop);
-        linear_forward(k->f_pre, C, k->att, a->o_w, a->o_b, N, C, C, W_OUT_IN);
+        lin(mm, ql ? &ql->co : NULL, k->f_pre, C, k->att, a->o_w, a->o_b, N, C, C, W_OUT_IN);
     } else {
         WeightLayout lay = gpt2 ? W_IN_OUT : W_OUT_IN;
         long NF = (long)N * x->F;
-        linear_forward(k->h1, x->F, inp, lp->fc1_w, lp->fc1_b, N, C, x->F, lay);
+        lin(mm, ql ? &ql->fc1 : NULL, k->h1, x->F, inp, lp->fc1_w, lp->fc1_b, N, C, x->F, lay);
         gelu_forward(k->h2, k->h1, NF, c->act);
         if (k->h3 != k->h2) dropout_forward(k->h3, k->h_mask, k->h2, NF, c->act_dropout, &x->m->dropout_rng);
-        linear_forward(k->f_pre, C, k->h3, lp->fc2_w, lp->fc2_b, N, x->F, C, lay);
+        lin(mm, ql ? &ql->fc2 : NULL, k->f_pre, C, k->h3, lp->fc2_w, lp->fc2_b, N, x->F, C, lay);
     }
     if (k->f_out != k->f_pre)
         dropout_forward(k->f_out, k->f_mask, k->f_pre, (long)N * C, c->dropout, &x->m->dropout_rng);

@@ -215,6 +215,7 @@ Model *model_new(const ModelConfig *cfg, uint64_t seed) {
 void model_free(Model *m) {
     if (!m) return;
     model_acts_free(m);
+    model_q8_free(m);
     tt_free(m->params);
     tt_free(m->grads);
     free(m->p.enc);
