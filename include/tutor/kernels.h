@@ -127,6 +127,8 @@ typedef enum { Q8_PORTABLE = 0, Q8_AVX2 = 1, Q8_VNNI = 2 } Q8Path;
 typedef struct {
     int N, K, Kp;      /* out x in; Kp = K padded to Q8_K_ALIGN with zero weights */
     int8_t *q;         /* (N, Kp) */
+    int8_t *packed;    /* the SIMD layout: blocks of 16 columns (N padded with zero rows), each
+                          Kp / 4 groups of 16 x 4 bytes: [block][k / 4][column][k % 4] */
     float *scale;      /* (N): w[n][k] ~ q[n][k] * scale[n] */
     int32_t *colsum;   /* (N): sum_k q[n][k] */
 } Q8Weights;
@@ -149,7 +151,8 @@ int q8_path_available(Q8Path p);
 /* The fastest path this CPU has (TUTOR_INT8_PATH=portable|avx2|vnni forces an available one). */
 Q8Path q8_best_path(void);
 const char *q8_path_name(Q8Path p);
-/* acc[m][n] = sum_k a[m][k] * q[n][k] over the padded K, for n in [n0, n1). */
+/* acc[m][n] = sum_k a[m][k] * q[n][k] over the padded K, for n in [n0, n1); n0 a multiple of 16
+ * for the SIMD paths (the portable one takes any). */
 void q8_dot(Q8Path path, const uint8_t *a, int M, const Q8Weights *w, int n0, int n1, int32_t *acc, int ldacc);
 /* out[m][n] = (acc - 64 colsum[n]) * ascale[m] * scale[n] + bias[n] (bias may be NULL). */
 void q8_epilogue(const int32_t *acc, int ldacc, int M, const Q8Weights *w, int n0, int n1, const float *ascale,

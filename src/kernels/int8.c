@@ -12,6 +12,7 @@
  * (vpdpbusd) and the portable C loop compute the same int32 sums exactly, and the float
  * epilogue is one shared function: the three paths give bit-identical outputs. K is padded
  * to a multiple of 64 with zero weights (any activation byte times 0 adds nothing). */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,23 @@
 #endif
 
 int q8_padded_k(int K) { return (K + Q8_K_ALIGN - 1) / Q8_K_ALIGN * Q8_K_ALIGN; }
+
+/* [block][k / 4][column][k % 4]: one 64-byte load gives 16 columns x 4 consecutive k, the
+ * operand of vpdpbusd against 4 activation bytes broadcast to every lane. */
+static int pack(Q8Weights *w) {
+    int blocks = (w->N + 15) / 16, g = w->Kp / 4;
+    w->packed = tt_alloc((size_t)blocks * (size_t)g * 64);
+    if (!w->packed) return tt_err("q8: out of memory packing a %d x %d matrix", w->N, w->K);
+    for (int b = 0; b < blocks; b++)
+        for (int k4 = 0; k4 < g; k4++) {
+            int8_t *dst = w->packed + ((size_t)b * g + k4) * 64;
+            for (int c = 0; c < 16; c++) {
+                int n = b * 16 + c;
+                for (int kk = 0; kk < 4; kk++) dst[c * 4 + kk] = n < w->N ? w->q[(size_t)n * w->Kp + k4 * 4 + kk] : 0;
+            }
+        }
+    return 0;
+}
 
 static inline int round_clamp(float v, int lim) {
     /* round half away from zero, as nearbyint would not (ties to even depend on the mode) */
@@ -65,6 +83,10 @@ int q8_weights_quantize(Q8Weights *w, const float *src, int N, int K, int transp
         w->scale[n] = s;
         w->colsum[n] = cs;
     }
+    if (pack(w)) {
+        q8_weights_free(w);
+        return -1;
+    }
     return 0;
 }
 
@@ -98,12 +120,17 @@ int q8_weights_from_parts(Q8Weights *w, const int8_t *q, const float *scale, int
         w->scale[n] = scale[n];
         w->colsum[n] = cs;
     }
+    if (pack(w)) {
+        q8_weights_free(w);
+        return -1;
+    }
     return 0;
 }
 
 void q8_weights_free(Q8Weights *w) {
     if (!w) return;
     tt_free(w->q);
+    tt_free(w->packed);
     tt_free(w->scale);
     tt_free(w->colsum);
     memset(w, 0, sizeof *w);
@@ -111,16 +138,30 @@ void q8_weights_free(Q8Weights *w) {
 
 void q8_quantize_rows(const float *x, int M, int K, int ldx, uint8_t *out, int Kp, float *scale) {
     for (int m = 0; m < M; m++) {
-        const float *r = x + (size_t)m * ldx;
+        const float *restrict r = x + (size_t)m * ldx;
+        /* max |x| with 16 running maxima (element-wise, so it vectorises; a float max
+         * reduction would not without -ffast-math) */
+        float p[16] = {0};
+        int k = 0;
+        for (; k + 16 <= K; k += 16)
+            for (int j = 0; j < 16; j++) {
+                float a = fabsf(r[k + j]);
+                p[j] = a > p[j] ? a : p[j];
+            }
         float mx = 0;
-        for (int k = 0; k < K; k++) {
-            float a = r[k] < 0 ? -r[k] : r[k];
-            if (a > mx) mx = a;
-        }
+        for (; k < K; k++) mx = fabsf(r[k]) > mx ? fabsf(r[k]) : mx;
+        for (int j = 0; j < 16; j++) mx = p[j] > mx ? p[j] : mx;
         float t = mx > 0 ? mx / 63.0f : 1.0f;
         float inv = 1.0f / t;
-        uint8_t *o = out + (size_t)m * Kp;
-        for (int k = 0; k < K; k++) o[k] = (uint8_t)(round_clamp(r[k] * inv, 63) + 64);
+        uint8_t *restrict o = out + (size_t)m * Kp;
+        /* round half away from zero after clamping to +-63 (the same as round_clamp), written
+         * without branches so that it vectorises */
+        for (k = 0; k < K; k++) {
+            float v = r[k] * inv;
+            v = v > 63.0f ? 63.0f : v;
+            v = v < -63.0f ? -63.0f : v;
+            o[k] = (uint8_t)((int)(v + (v >= 0 ? 0.5f : -0.5f)) + 64);
+        }
         memset(o + K, 64, (size_t)(Kp - K));
         scale[m] = t;
     }
@@ -142,75 +183,79 @@ static void dot_portable(const uint8_t *a, int M, const Q8Weights *w, int n0, in
 }
 
 #if Q8_X86
-__attribute__((target("avx2"))) static inline int32_t hsum_epi32_256(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-    return _mm_cvtsi128_si32(s);
+/* Both SIMD kernels walk the packed layout: per group of 4 k, 4 activation bytes of a row
+ * are broadcast to every 32-bit lane and multiplied with 16 columns x 4 k of weights, so each
+ * lane accumulates one output column and no horizontal sums are needed. n0 is a multiple of
+ * 16 (the callers split columns in blocks of 16). */
+static inline int32_t load4(const uint8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
 }
 
-/* vpmaddubsw: u8 x s8 pairs summed into s16 (never saturating here), vpmaddwd with ones:
- * s16 pairs into s32. Four weight rows at a time share each activation load. */
+/* AVX2: vpmaddubsw (u8 x s8 pairs into s16: never saturating here) then vpmaddwd with ones
+ * (the two s16 of a column into its s32); the 16 columns as two ymm halves; tiles of 2 rows
+ * x 16 columns (4 accumulators). */
 __attribute__((target("avx2"))) static void dot_avx2(const uint8_t *a, int M, const Q8Weights *w, int n0, int n1,
                                                      int32_t *acc, int ldacc) {
-    int Kp = w->Kp;
+    int Kp = w->Kp, g = Kp / 4;
     const __m256i ones = _mm256_set1_epi16(1);
-    for (int m = 0; m < M; m++) {
-        const uint8_t *ar = a + (size_t)m * Kp;
-        int n = n0;
-        for (; n + 4 <= n1; n += 4) {
-            const int8_t *q0 = w->q + (size_t)n * Kp, *q1 = q0 + Kp, *q2 = q1 + Kp, *q3 = q2 + Kp;
-            __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
-            for (int k = 0; k < Kp; k += 32) {
-                __m256i x = _mm256_loadu_si256((const __m256i *)(ar + k));
-                s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(_mm256_maddubs_epi16(x, _mm256_loadu_si256((const __m256i *)(q0 + k))), ones));
-                s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(_mm256_maddubs_epi16(x, _mm256_loadu_si256((const __m256i *)(q1 + k))), ones));
-                s2 = _mm256_add_epi32(s2, _mm256_madd_epi16(_mm256_maddubs_epi16(x, _mm256_loadu_si256((const __m256i *)(q2 + k))), ones));
-                s3 = _mm256_add_epi32(s3, _mm256_madd_epi16(_mm256_maddubs_epi16(x, _mm256_loadu_si256((const __m256i *)(q3 + k))), ones));
+    for (int b = n0 / 16; b * 16 < n1; b++) {
+        const int8_t *wb = w->packed + (size_t)b * g * 64;
+        int cols = n1 - b * 16 < 16 ? n1 - b * 16 : 16;
+        for (int m = 0; m < M; m += 2) {
+            int two = m + 1 < M;
+            const uint8_t *a0 = a + (size_t)m * Kp, *a1 = two ? a0 + Kp : a0;
+            __m256i s0l = _mm256_setzero_si256(), s0h = s0l, s1l = s0l, s1h = s0l;
+            for (int k4 = 0; k4 < g; k4++) {
+                __m256i wl = _mm256_loadu_si256((const __m256i *)(wb + (size_t)k4 * 64));
+                __m256i wh = _mm256_loadu_si256((const __m256i *)(wb + (size_t)k4 * 64 + 32));
+                __m256i x0 = _mm256_set1_epi32(load4(a0 + 4 * k4)), x1 = _mm256_set1_epi32(load4(a1 + 4 * k4));
+                s0l = _mm256_add_epi32(s0l, _mm256_madd_epi16(_mm256_maddubs_epi16(x0, wl), ones));
+                s0h = _mm256_add_epi32(s0h, _mm256_madd_epi16(_mm256_maddubs_epi16(x0, wh), ones));
+                s1l = _mm256_add_epi32(s1l, _mm256_madd_epi16(_mm256_maddubs_epi16(x1, wl), ones));
+                s1h = _mm256_add_epi32(s1h, _mm256_madd_epi16(_mm256_maddubs_epi16(x1, wh), ones));
             }
-            int32_t *o = acc + (size_t)m * ldacc + n;
-            o[0] = hsum_epi32_256(s0), o[1] = hsum_epi32_256(s1), o[2] = hsum_epi32_256(s2), o[3] = hsum_epi32_256(s3);
-        }
-        for (; n < n1; n++) {
-            const int8_t *q = w->q + (size_t)n * Kp;
-            __m256i s = _mm256_setzero_si256();
-            for (int k = 0; k < Kp; k += 32) {
-                __m256i x = _mm256_loadu_si256((const __m256i *)(ar + k));
-                s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(x, _mm256_loadu_si256((const __m256i *)(q + k))), ones));
-            }
-            acc[(size_t)m * ldacc + n] = hsum_epi32_256(s);
+            int32_t t[2][16];
+            _mm256_storeu_si256((__m256i *)t[0], s0l), _mm256_storeu_si256((__m256i *)(t[0] + 8), s0h);
+            _mm256_storeu_si256((__m256i *)t[1], s1l), _mm256_storeu_si256((__m256i *)(t[1] + 8), s1h);
+            memcpy(acc + (size_t)m * ldacc + b * 16, t[0], sizeof(int32_t) * (size_t)cols);
+            if (two) memcpy(acc + (size_t)(m + 1) * ldacc + b * 16, t[1], sizeof(int32_t) * (size_t)cols);
         }
     }
 }
 
-/* vpdpbusd: u8 x s8 quadruples summed straight into s32. */
+/* AVX-512 VNNI: vpdpbusd (u8 x s8 quadruples straight into s32); tiles of 4 rows x 32
+ * columns (8 zmm accumulators). */
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void dot_vnni(const uint8_t *a, int M,
                                                                             const Q8Weights *w, int n0, int n1,
                                                                             int32_t *acc, int ldacc) {
-    int Kp = w->Kp;
-    for (int m = 0; m < M; m++) {
-        const uint8_t *ar = a + (size_t)m * Kp;
-        int n = n0;
-        for (; n + 4 <= n1; n += 4) {
-            const int8_t *q0 = w->q + (size_t)n * Kp, *q1 = q0 + Kp, *q2 = q1 + Kp, *q3 = q2 + Kp;
-            __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
-            for (int k = 0; k < Kp; k += 64) {
-                __m512i x = _mm512_loadu_si512((const void *)(ar + k));
-                s0 = _mm512_dpbusd_epi32(s0, x, _mm512_loadu_si512((const void *)(q0 + k)));
-                s1 = _mm512_dpbusd_epi32(s1, x, _mm512_loadu_si512((const void *)(q1 + k)));
-                s2 = _mm512_dpbusd_epi32(s2, x, _mm512_loadu_si512((const void *)(q2 + k)));
-                s3 = _mm512_dpbusd_epi32(s3, x, _mm512_loadu_si512((const void *)(q3 + k)));
+    int Kp = w->Kp, g = Kp / 4;
+    for (int b = n0 / 16; b * 16 < n1; b += 2) {
+        int pair = (b + 1) * 16 < n1;
+        const int8_t *w0 = w->packed + (size_t)b * g * 64, *w1 = pair ? w0 + (size_t)g * 64 : w0;
+        int cols = n1 - b * 16 < 32 ? n1 - b * 16 : 32;
+        for (int m = 0; m < M; m += 4) {
+            int rows = M - m < 4 ? M - m : 4;
+            const uint8_t *ar[4];
+            for (int r = 0; r < 4; r++) ar[r] = a + (size_t)(m + (r < rows ? r : 0)) * Kp;
+            __m512i s[4][2];
+            for (int r = 0; r < 4; r++) s[r][0] = s[r][1] = _mm512_setzero_si512();
+            for (int k4 = 0; k4 < g; k4++) {
+                __m512i v0 = _mm512_loadu_si512((const void *)(w0 + (size_t)k4 * 64));
+                __m512i v1 = _mm512_loadu_si512((const void *)(w1 + (size_t)k4 * 64));
+                for (int r = 0; r < 4; r++) {
+                    __m512i x = _mm512_set1_epi32(load4(ar[r] + 4 * k4));
+                    s[r][0] = _mm512_dpbusd_epi32(s[r][0], x, v0);
+                    s[r][1] = _mm512_dpbusd_epi32(s[r][1], x, v1);
+                }
             }
-            int32_t *o = acc + (size_t)m * ldacc + n;
-            o[0] = _mm512_reduce_add_epi32(s0), o[1] = _mm512_reduce_add_epi32(s1);
-            o[2] = _mm512_reduce_add_epi32(s2), o[3] = _mm512_reduce_add_epi32(s3);
-        }
-        for (; n < n1; n++) {
-            const int8_t *q = w->q + (size_t)n * Kp;
-            __m512i s = _mm512_setzero_si512();
-            for (int k = 0; k < Kp; k += 64)
-                s = _mm512_dpbusd_epi32(s, _mm512_loadu_si512((const void *)(ar + k)), _mm512_loadu_si512((const void *)(q + k)));
-            acc[(size_t)m * ldacc + n] = _mm512_reduce_add_epi32(s);
+            for (int r = 0; r < rows; r++) {
+                int32_t t[32];
+                _mm512_storeu_si512((void *)t, s[r][0]);
+                _mm512_storeu_si512((void *)(t + 16), s[r][1]);
+                memcpy(acc + (size_t)(m + r) * ldacc + b * 16, t, sizeof(int32_t) * (size_t)cols);
+            }
         }
     }
 }
@@ -263,11 +308,17 @@ void q8_dot(Q8Path path, const uint8_t *a, int M, const Q8Weights *w, int n0, in
 
 void q8_epilogue(const int32_t *acc, int ldacc, int M, const Q8Weights *w, int n0, int n1, const float *ascale,
                  const float *bias, float *out, int ldo) {
-    for (int m = 0; m < M; m++)
-        for (int n = n0; n < n1; n++) {
-            int32_t v = acc[(size_t)m * ldacc + n] - 64 * w->colsum[n];
-            out[(size_t)m * ldo + n] = (float)v * (ascale[m] * w->scale[n]) + (bias ? bias[n] : 0.0f);
-        }
+    const int32_t *restrict cs = w->colsum;
+    const float *restrict sc = w->scale;
+    for (int m = 0; m < M; m++) {
+        const int32_t *restrict a = acc + (size_t)m * ldacc;
+        float *restrict o = out + (size_t)m * ldo;
+        float am = ascale[m];
+        if (bias)
+            for (int n = n0; n < n1; n++) o[n] = (float)(a[n] - 64 * cs[n]) * (am * sc[n]) + bias[n];
+        else
+            for (int n = n0; n < n1; n++) o[n] = (float)(a[n] - 64 * cs[n]) * (am * sc[n]);
+    }
 }
 
 typedef struct {

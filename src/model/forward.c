@@ -478,10 +478,20 @@ int model_attention_qkv_grad(Model *m, int which, int zero, AttnQKVGrad *out) {
     return 0;
 }
 
+/* The output projection's int8 form when the model has one and runs inference. */
+static const Q8Weights *q8_head(const Model *m) {
+#if REAL_IS_DOUBLE
+    (void)m;
+    return NULL;
+#else
+    return m->q8 && m->acts && m->acts->mode == FWD_INFER ? &m->q8->lm_head : NULL;
+#endif
+}
+
 void model_logits(Model *m, int row0, int n, real *out) {
     const ModelConfig *c = &m->cfg;
-    linear_forward(out, c->vocab_size, model_hidden(m) + (long)row0 * c->d_model, m->p.lm_head,
-                   m->p.final_logits_bias, n, c->d_model, c->vocab_size, W_OUT_IN);
+    lin(m, q8_head(m), out, c->vocab_size, model_hidden(m) + (long)row0 * c->d_model, m->p.lm_head,
+        m->p.final_logits_bias, n, c->d_model, c->vocab_size, W_OUT_IN);
 }
 
 int model_chunk_rows(const Model *m) { return m->acts ? m->acts->chunk_rows : 256; }
@@ -497,8 +507,8 @@ void model_logits_rows(Model *m, const int *rows, int n, real *out) {
     for (int r0 = 0; r0 < n; r0 += a->chunk_rows) {
         int R = n - r0 < a->chunk_rows ? n - r0 : a->chunk_rows;
         gather_rows(a->row_x, model_hidden(m), rows + r0, R, C);
-        linear_forward(out + (long)r0 * c->vocab_size, c->vocab_size, a->row_x, m->p.lm_head,
-                       m->p.final_logits_bias, R, C, c->vocab_size, W_OUT_IN);
+        lin(m, q8_head(m), out + (long)r0 * c->vocab_size, c->vocab_size, a->row_x, m->p.lm_head,
+            m->p.final_logits_bias, R, C, c->vocab_size, W_OUT_IN);
     }
 }
 

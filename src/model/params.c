@@ -166,7 +166,8 @@ static double param_init_std(const Model *m, const ParamInfo *pi) {
     return m->cfg.init_std;
 }
 
-Model *model_new(const ModelConfig *cfg, uint64_t seed) {
+/* init 0: the parameters are left as allocated (model_load overwrites every one of them). */
+static Model *model_create(const ModelConfig *cfg, uint64_t seed, int init) {
     if (model_config_check(cfg)) return NULL;
     Model *m = calloc(1, sizeof *m);
     if (!m) {
@@ -191,7 +192,7 @@ Model *model_new(const ModelConfig *cfg, uint64_t seed) {
     model_bind(m, m->params, &m->p);
     Rng rng;
     rng_seed(&rng, seed);
-    for (int i = 0; i < m->n_tensors; i++) {
+    for (int i = 0; i < m->n_tensors && init; i++) {
         const ParamInfo *pi = &m->tensors[i];
         real *x = m->params + pi->offset;
         const char *name = pi->name;
@@ -211,6 +212,8 @@ Model *model_new(const ModelConfig *cfg, uint64_t seed) {
     rng_seed(&m->dropout_rng, seed ^ 0x5eed5eedULL);
     return m;
 }
+
+Model *model_new(const ModelConfig *cfg, uint64_t seed) { return model_create(cfg, seed, 1); }
 
 void model_free(Model *m) {
     if (!m) return;
@@ -373,7 +376,7 @@ Model *model_load(const char *dir) {
     ModelConfig cfg;
     join_path(path, sizeof path, dir, "config.json");
     if (model_config_load(&cfg, path)) return NULL;
-    Model *m = model_new(&cfg, 0);
+    Model *m = model_create(&cfg, 0, 0); /* every parameter comes from the file */
     if (!m) return NULL;
     join_path(path, sizeof path, dir, "model.safetensors");
     if (model_load_params(m, path)) {
