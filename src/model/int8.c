@@ -168,9 +168,10 @@ int model_q8_load(Model *m, const char *path) {
     if (st_open(&f, path)) return -1;
     const char *fmt = st_metadata_get(&f, "tutor_format");
     if (!fmt || strcmp(fmt, Q8_FORMAT)) {
+        char got[64];
+        snprintf(got, sizeof got, "%s", fmt ? fmt : "absent"); /* fmt lives in f's metadata */
         st_close(&f);
-        return tt_err("%s: not a tutor int8 file (metadata tutor_format is %s, want %s)", path, fmt ? fmt : "absent",
-                      Q8_FORMAT);
+        return tt_err("%s: not a tutor int8 file (metadata tutor_format is %s, want %s)", path, got, Q8_FORMAT);
     }
     model_q8_free(m);
     ModelQ8 *q = q8_alloc(m);
