@@ -27,7 +27,7 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: tutor study --teacher DIR --labeled F --unlabeled F --dev F --test F -o OUT [options]\n\n"
+            "usage: tutor study [--teacher DIR] --labeled F --unlabeled F --dev F --test F -o OUT [options]\n\n"
             "Reruns the study of Calderon et al. (ACL 2023) on a task: which student, which KD objective,\n"
             "which pseudo-targets (PTs), decided stage by stage on dev, reported on test. Stages:\n"
             "  S1 encoder-decoder vs decoder-only student    S2 shrink init vs random init\n"
@@ -50,7 +50,9 @@ static void usage(FILE *f) {
             "  --test FILE           test pairs: every reported number\n"
             "  --unlabeled-gold FILE the unlabeled inputs' gold pairs, only for the reference row\n"
             "  --source-field NAME --target-field NAME   JSONL fields (source, target)\n"
-            "  --teacher DIR         the teacher (a model directory with its tokenizer)\n"
+            "  --teacher DIR         the teacher (a model directory with its tokenizer); without it one is\n"
+            "                        trained first into OUT/teacher: a BPE tokenizer (--vocab, 8000), denoising\n"
+            "                        pretraining, fine-tuning, decoding tuned on dev (--teacher-hours, 2)\n"
             "budget and settings:\n"
             "  -o, --output DIR      the study's folder (required)\n"
             "  --budget-hours H      wall time for the whole study (8); each training row gets an equal\n"
@@ -82,6 +84,9 @@ typedef struct {
 
 typedef struct {
     const char *teacher, *labeled, *unlabeled, *dev, *test, *unl_gold, *out;
+    char teacher_dir[600];   /* the trained teacher when --teacher is not given */
+    double teacher_hours;
+    int vocab;
     const char *src_field, *tgt_field;
     double budget_hours, row_minutes, speedup;
     int threads, jobs, pts, seeds, quick, plots;
@@ -1090,6 +1095,116 @@ static void add_pts(Study *S, Spec *p, const Plan *P, PtKind kind, int unl, int 
 
 static int fast_enough(const Study *S, const RowResult *r) { return r && row_speed(S, r) >= S->speedup; }
 
+/* No --teacher: one is trained the way the shipped debdesc teacher was (models/debdesc-
+ * teacher/README.md): a byte-level BPE tokenizer on the labeled and unlabeled text, denoising
+ * pretraining on both (60% of --teacher-hours), fine-tuning on the labeled pairs with dev
+ * ROUGE-L selection (40%), then its decoding chosen on dev (tutor tune). Every stage resumes. */
+static int train_teacher(Study *S) {
+    char dir[700], tok[800], pre[800], fin[800], log[800], done[800];
+    pathf(dir, sizeof dir, "%s/teacher", S->out);
+    pathf(tok, sizeof tok, "%s/tokenizer.json", dir);
+    pathf(pre, sizeof pre, "%s/pretrain", dir);
+    pathf(fin, sizeof fin, "%s/model", dir);
+    pathf(log, sizeof log, "%s/log.txt", dir);
+    pathf(done, sizeof done, "%s/done", dir);
+    snprintf(S->teacher_dir, sizeof S->teacher_dir, "%s", fin);
+    S->teacher = S->teacher_dir;
+    if (file_exists(done)) return 0;
+    if (make_dirs(dir)) return -1;
+    double pre_min = S->teacher_hours * 60 * 0.6, ft_min = S->teacher_hours * 60 * 0.4;
+    tt_info("study: training a teacher: tokenizer (%d ids), %.0f min of denoising pretraining, %.0f min of "
+            "fine-tuning, decoding tuned on dev (%s)",
+            S->vocab, pre_min, ft_min, dir);
+    int rc = 0;
+    if (!file_exists(tok)) {
+        Argv a = {0};
+        argv_push(&a, "tokenizer"), argv_push(&a, "train");
+        argv_push(&a, "--data"), argv_push(&a, S->lab), argv_push(&a, "--data"), argv_push(&a, S->unl);
+        if (S->src_field) argv_push(&a, "--field"), argv_push(&a, S->src_field);
+        if (S->tgt_field) argv_push(&a, "--field"), argv_push(&a, S->tgt_field);
+        argv_push(&a, "--vocab"), argv_pushf(&a, "%d", S->vocab);
+        argv_push(&a, "-o"), argv_push(&a, tok);
+        rc = study_run(&a, log);
+        argv_free(&a);
+        if (rc) return -1;
+    }
+    char pre_done[800];
+    pathf(pre_done, sizeof pre_done, "%s/pretrain.done", dir);
+    if (!file_exists(pre_done)) {
+        Argv a = {0};
+        argv_push(&a, "pretrain");
+        argv_push(&a, "--tokenizer"), argv_push(&a, tok);
+        argv_push(&a, "--data"), argv_push(&a, S->lab), argv_push(&a, "--data"), argv_push(&a, S->unl);
+        if (S->src_field) argv_push(&a, "--source-field"), argv_push(&a, S->src_field);
+        argv_push(&a, "--d-model"), argv_push(&a, S->quick ? "64" : "256");
+        argv_push(&a, "--layers"), argv_push(&a, S->quick ? "2" : "4");
+        argv_push(&a, "--heads"), argv_push(&a, S->quick ? "2" : "4");
+        argv_push(&a, "--ffn"), argv_push(&a, S->quick ? "128" : "1024");
+        argv_push(&a, "--dropout"), argv_push(&a, "0.1");
+        argv_push(&a, "--max-source-tokens"), argv_push(&a, "128");
+        if (S->quick) {
+            argv_push(&a, "--max-steps"), argv_push(&a, "4"), argv_push(&a, "--batch-tokens"), argv_push(&a, "1024");
+            argv_push(&a, "--heldout"), argv_push(&a, "8"), argv_push(&a, "--eval-every"), argv_push(&a, "4");
+        } else {
+            argv_push(&a, "--max-steps"), argv_push(&a, "100000000");
+            argv_push(&a, "--max-minutes"), argv_pushf(&a, "%.1f", pre_min);
+            argv_push(&a, "--batch-tokens"), argv_push(&a, "8192"), argv_push(&a, "--max-batch"), argv_push(&a, "256");
+            argv_push(&a, "--eval-every"), argv_push(&a, "300"), argv_push(&a, "--save-every"), argv_push(&a, "100");
+        }
+        argv_push(&a, "--lr"), argv_push(&a, "1e-3"), argv_push(&a, "--warmup"), argv_push(&a, S->quick ? "2" : "300");
+        argv_push(&a, "--schedule"), argv_push(&a, "constant"), argv_push(&a, "--patience"), argv_push(&a, "0");
+        argv_push(&a, "--threads"), argv_pushf(&a, "%d", S->threads);
+        argv_push(&a, "--no-progress"), argv_push(&a, "--resume");
+        argv_push(&a, "-o"), argv_push(&a, pre);
+        rc = study_run(&a, log);
+        argv_free(&a);
+        if (rc || atomic_write_file(pre_done, "done\n", 5)) return -1;
+    }
+    char ft_done[800];
+    pathf(ft_done, sizeof ft_done, "%s/finetune.done", dir);
+    if (!file_exists(ft_done)) {
+        Argv a = {0};
+        argv_push(&a, "train");
+        argv_push(&a, "--init"), argv_push(&a, pre);
+        argv_push(&a, "--data"), argv_push(&a, S->lab), argv_push(&a, "--dev"), argv_push(&a, S->dv);
+        common_fields(S, &a);
+        int dre = S->n_dev < 300 ? S->n_dev : 300;
+        argv_push(&a, "--dev-rouge-examples"), argv_pushf(&a, "%d", dre);
+        if (S->quick) {
+            argv_push(&a, "--max-steps"), argv_push(&a, "6"), argv_push(&a, "--batch-tokens"), argv_push(&a, "1024");
+            argv_push(&a, "--eval-every"), argv_push(&a, "3"), argv_push(&a, "--max-dev-examples"), argv_pushf(&a, "%d", dre);
+        } else {
+            argv_push(&a, "--max-steps"), argv_push(&a, "100000000");
+            argv_push(&a, "--max-minutes"), argv_pushf(&a, "%.1f", ft_min);
+            argv_push(&a, "--eval-every"), argv_push(&a, "250"), argv_push(&a, "--save-every"), argv_push(&a, "100");
+        }
+        argv_push(&a, "--lr"), argv_push(&a, "5e-4"), argv_push(&a, "--warmup"), argv_push(&a, S->quick ? "2" : "200");
+        argv_push(&a, "--schedule"), argv_push(&a, "constant"), argv_push(&a, "--patience"), argv_push(&a, "0");
+        argv_push(&a, "--threads"), argv_pushf(&a, "%d", S->threads);
+        argv_push(&a, "--no-progress"), argv_push(&a, "--resume");
+        argv_push(&a, "-o"), argv_push(&a, fin);
+        rc = study_run(&a, log);
+        argv_free(&a);
+        if (rc || atomic_write_file(ft_done, "done\n", 5)) return -1;
+    }
+    {
+        Argv a = {0};
+        argv_push(&a, "tune");
+        argv_push(&a, "--model"), argv_push(&a, fin);
+        argv_push(&a, "--data"), argv_push(&a, S->dv);
+        common_fields(S, &a);
+        argv_push(&a, "--max-examples"), argv_pushf(&a, "%d", S->quick ? 8 : 500);
+        argv_push(&a, "--beams"), argv_push(&a, S->quick ? "1,2" : "1,4,6");
+        argv_push(&a, "--length-penalties"), argv_push(&a, "1.0");
+        argv_push(&a, "--no-repeat"), argv_push(&a, "0,3");
+        argv_push(&a, "--threads"), argv_pushf(&a, "%d", S->threads);
+        rc = study_run(&a, log);
+        argv_free(&a);
+        if (rc) return -1;
+    }
+    return atomic_write_file(done, "done\n", 5);
+}
+
 /* The fast shape pretrained by denoising (tutor pretrain: text infilling and gap sentences
  * mixed, the teacher's recipe) on the labeled and unlabeled sources, for as long as one row
  * trains: the paper's students start pretrained. */
@@ -1523,6 +1638,11 @@ static int settings_check(Study *S) {
     }
     free(now);
     if (rc) return -1;
+    return 0;
+}
+
+static int budget_plan(Study *S) {
+    int rc = 0;
     /* the row budget, fixed on the first run so that a resumed study keeps it */
     char bpath[700];
     pathf(bpath, sizeof bpath, "%s/budget.json", S->out);
@@ -1547,7 +1667,7 @@ static int settings_check(Study *S) {
         double inputs = (double)(S->n_lab + S->n_unl);
         double pt_min = scale * (inputs / 40.0 + 2.0 * inputs * S->pts / 80.0) / 60.0;
         double eval_min = 1.5 * rows;
-        double left = S->budget_hours * 60 - pt_min - eval_min;
+        double left = S->budget_hours * 60 - pt_min - eval_min - (S->teacher_dir[0] ? S->teacher_hours * 60 : 0);
         S->row_min = left * S->jobs / rows;
         if (S->row_min < 2) S->row_min = 2;
         tt_info("study: budget %.1f h: PTs ~%.0f min, evaluations ~%.0f min, %d training rows of %.1f min (%d at once)",
@@ -1590,6 +1710,7 @@ int cmd_study(int argc, char **argv) {
     Study S;
     memset(&S, 0, sizeof S);
     S.budget_hours = 8, S.speedup = 5, S.threads = 2, S.jobs = 1, S.pts = 4, S.seeds = 3, S.plots = 1;
+    S.teacher_hours = 2, S.vocab = 8000;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -1630,9 +1751,12 @@ int cmd_study(int argc, char **argv) {
         else if (!strcmp(a, "--jobs") && num_ok && x >= 1 && x <= 64 && x == floor(x)) S.jobs = (int)x;
         else if (!strcmp(a, "--pts") && num_ok && x >= 2 && x <= 64 && x == floor(x)) S.pts = (int)x;
         else if (!strcmp(a, "--seeds") && num_ok && x >= 1 && x <= 9 && x == floor(x)) S.seeds = (int)x;
+        else if (!strcmp(a, "--teacher-hours") && num_ok && x > 0 && x < 1000) S.teacher_hours = x;
+        else if (!strcmp(a, "--vocab") && num_ok && x >= 260 && x <= 1000000 && x == floor(x)) S.vocab = (int)x;
         else {
             int known = !strcmp(a, "--budget-hours") || !strcmp(a, "--row-minutes") || !strcmp(a, "--speedup") ||
-                        !strcmp(a, "--threads") || !strcmp(a, "--jobs") || !strcmp(a, "--pts") || !strcmp(a, "--seeds");
+                        !strcmp(a, "--threads") || !strcmp(a, "--jobs") || !strcmp(a, "--pts") || !strcmp(a, "--seeds") ||
+                        !strcmp(a, "--teacher-hours") || !strcmp(a, "--vocab");
             if (known)
                 fprintf(stderr, "tutor: study: %s: bad value '%s' (see tutor study --help)\n", a, v);
             else
@@ -1640,8 +1764,8 @@ int cmd_study(int argc, char **argv) {
             return 2;
         }
     }
-    if (!S.teacher || !S.labeled || !S.unlabeled || !S.dev || !S.test || !S.out) {
-        fprintf(stderr, "tutor: study: --teacher, --labeled, --unlabeled, --dev, --test and -o are required (see "
+    if (!S.labeled || !S.unlabeled || !S.dev || !S.test || !S.out) {
+        fprintf(stderr, "tutor: study: --labeled, --unlabeled, --dev, --test and -o are required (see "
                         "tutor study --help)\n");
         return 2;
     }
@@ -1678,11 +1802,11 @@ int cmd_study(int argc, char **argv) {
     study_signals_install();
     int rc = 0;
     char tp[700];
-    pathf(tp, sizeof tp, "%s/config.json", S.teacher);
-    if (model_config_load(&S.tcfg, tp)) rc = -1;
-    GenConfig g;
-    if (!rc && gen_config_for_dir(&g, &S.tcfg, S.teacher)) rc = -1;
-    if (!rc) S.deployed_beam = g.num_beams > 1 ? g.num_beams : 1;
+    if (!S.teacher) {
+        /* trained below, after the settings are checked; its path is fixed by -o */
+        pathf(S.teacher_dir, sizeof S.teacher_dir, "%s/teacher/model", S.out);
+        S.teacher = S.teacher_dir;
+    }
     /* the task, or its quick subset */
     if (!rc) {
         char dd[700];
@@ -1714,13 +1838,22 @@ int cmd_study(int argc, char **argv) {
         S.n_dev = (int)count_lines(S.dv), S.n_test = (int)count_lines(S.tst);
         if (S.n_dev < 1 || S.n_test < 1) rc = tt_err("study: dev and test need at least one pair each");
     }
+    if (!rc) rc = settings_check(&S);
+    if (!rc && S.teacher_dir[0]) rc = train_teacher(&S);
+    if (!rc) {
+        pathf(tp, sizeof tp, "%s/config.json", S.teacher);
+        if (model_config_load(&S.tcfg, tp)) rc = -1;
+        GenConfig g;
+        if (!rc && gen_config_for_dir(&g, &S.tcfg, S.teacher)) rc = -1;
+        if (!rc) S.deployed_beam = g.num_beams > 1 ? g.num_beams : 1;
+    }
     if (!rc) {
         pathf(tp, sizeof tp, "%s/tokenizer.json", S.teacher);
         Tokenizer *tok = tokenizer_load(tp);
         rc = tok ? data_stats(&S, tok) : -1;
         tokenizer_free(tok);
     }
-    if (!rc) rc = settings_check(&S);
+    if (!rc) rc = budget_plan(&S);
     if (!rc) rc = run_study(&S);
     /* the report, from whatever rows exist (a partial study reports its finished rows) */
     if (S.n_rows) {

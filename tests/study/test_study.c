@@ -194,3 +194,36 @@ Test(study, bad_flags) {
              tutor_bin());
     cr_assert(system(cmd) == 0);
 }
+
+/* Without --teacher the study trains one first (tokenizer, pretraining, fine-tuning, tuned
+ * decoding) into OUT/teacher, then runs the stages asked for (here S3 only). */
+Test(study, trains_its_teacher, .timeout = 600) {
+    char dir[256], cmd[3000];
+    test_tmpdir(dir, sizeof dir);
+    const char *d = "build/data/debdesc";
+    snprintf(cmd, sizeof cmd,
+             "%s study --quick --labeled %s/labeled.jsonl --unlabeled %s/unlabeled.jsonl --dev %s/dev.jsonl "
+             "--test %s/test.jsonl --vocab 400 --stages S3 --seeds 1 --threads 1 -o %s/study >%s/log 2>&1",
+             tutor_bin(), d, d, d, d, dir, dir);
+    int rc = system(cmd);
+    if (rc) {
+        snprintf(cmd, sizeof cmd, "tail -n 20 %s/log >&2", dir);
+        cr_assert(system(cmd) >= 0);
+    }
+    cr_assert(rc == 0, "tutor study --quick without --teacher failed");
+    char path[400];
+    snprintf(path, sizeof path, "%s/study/teacher/model/model.safetensors", dir);
+    cr_assert(file_exists(path), "no trained teacher");
+    snprintf(path, sizeof path, "%s/study/teacher/model/generation_config.json", dir);
+    cr_assert(file_exists(path), "the trained teacher's decoding was not tuned");
+    snprintf(path, sizeof path, "%s/study/results.json", dir);
+    cJSON *root = json_load_object(path);
+    cr_assert(root != NULL);
+    const cJSON *rows = cJSON_GetObjectItemCaseSensitive(root, "rows");
+    static const char *const want[] = {"ref-lead", "ref-teacher", "S1-ed", "S3-ft", "S3-kd", "S3-noisy-kd",
+                                       "S3-attention-kd", NULL};
+    for (int k = 0; want[k]; k++) cr_assert(row_named(rows, want[k]) != NULL, "row %s missing", want[k]);
+    cr_assert(row_named(rows, "S4-kd-pt") == NULL && row_named(rows, "S8-joint") == NULL, "only S3 was asked for");
+    cJSON_Delete(root);
+    test_rmtree(dir);
+}
