@@ -1056,8 +1056,15 @@ static void decide(Study *S, const char *stage, const char *question, const char
                                 r ? r->dev_rougeL : NAN);
         if (len >= sizeof buf) break;
     }
+    /* a winner by less than 0.01 ROUGE-L is a tie: nothing is decided */
+    int tie = winner < 0;
+    const RowResult *w = winner >= 0 ? row_find(S, names[winner]) : NULL;
+    for (int k = 0; k < n && w; k++) {
+        const RowResult *r = row_find(S, names[k]);
+        if (k != winner && r && fabs(r->dev_rougeL - w->dev_rougeL) < 0.01) tie = 1;
+    }
     decision(S, "| %s | %s | %s | **%s** | %s | %s |", stage, question, buf, winner >= 0 ? labels[winner] : "-", paper,
-             winner >= 0 && strstr(labels[winner], paper) ? "yes" : "no");
+             tie ? "tie (undecided)" : strstr(labels[winner], paper) ? "yes" : "no");
 }
 
 /* ---------------------------------------------------------------- the stages */
@@ -1222,7 +1229,9 @@ static int pretrain_student(Study *S, Student *st) {
     argv_push(&a, "--data"), argv_push(&a, S->lab);
     argv_push(&a, "--data"), argv_push(&a, S->unl);
     if (S->src_field) argv_push(&a, "--source-field"), argv_push(&a, S->src_field);
-    argv_push(&a, "--max-source-tokens"), argv_pushf(&a, "%d", S->max_src);
+    /* a decoder-only model reads the noised text and its reconstruction in one sequence */
+    int pre_src = model_is_encdec(&st->cfg) ? S->max_src : (S->max_src + S->max_tgt) / 2;
+    argv_push(&a, "--max-source-tokens"), argv_pushf(&a, "%d", pre_src);
     argv_push(&a, "-o"), argv_push(&a, dir);
     if (S->quick) {
         argv_push(&a, "--max-steps"), argv_pushf(&a, "%d", S->quick_steps);
