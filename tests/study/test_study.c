@@ -227,3 +227,43 @@ Test(study, trains_its_teacher, .timeout = 600) {
     cJSON_Delete(root);
     test_rmtree(dir);
 }
+
+/* A decoder-only (GPT-2) teacher: the other family's student is fine-tuned without it, and
+ * KD, attention-relation KD, student PTs and Joint-Teaching run on decoder-only students. */
+Test(study, decoder_only_teacher, .timeout = 600) {
+    char dir[256], cmd[3000];
+    test_tmpdir(dir, sizeof dir);
+    const char *d = "build/data/debdesc";
+    snprintf(cmd, sizeof cmd,
+             "head -n 300 %s/labeled.jsonl > %s/lab.jsonl && %s tokenizer train --data %s/lab.jsonl --vocab 600 -o "
+             "%s/tok.json >/dev/null 2>&1 && %s pretrain --arch gpt2 --tokenizer %s/tok.json --data %s/lab.jsonl "
+             "--d-model 64 --layers 2 --heads 2 --ffn 128 --max-source-tokens 48 --batch-tokens 1500 --max-steps 2 "
+             "--heldout 8 --no-progress -o %s/pre >/dev/null 2>&1 && %s train --init %s/pre --data %s/lab.jsonl "
+             "--max-source-tokens 48 --max-target-tokens 16 --batch-tokens 1500 --max-steps 20 --lr 3e-3 --no-progress "
+             "--eval-every 0 -o %s/teacher >/dev/null 2>&1 && "
+             "%s study --quick --teacher %s/teacher --labeled %s/labeled.jsonl --unlabeled %s/unlabeled.jsonl --dev "
+             "%s/dev.jsonl --test %s/test.jsonl --stages S1,S3,S8 --seeds 1 --threads 1 -o %s/study >%s/log 2>&1",
+             d, dir, tutor_bin(), dir, dir, tutor_bin(), dir, dir, dir, tutor_bin(), dir, dir, dir, tutor_bin(), dir, d,
+             d, d, d, dir, dir);
+    int rc = system(cmd);
+    if (rc) {
+        snprintf(cmd, sizeof cmd, "tail -n 20 %s/log >&2", dir);
+        cr_assert(system(cmd) >= 0);
+    }
+    cr_assert(rc == 0, "tutor study --quick with a GPT-2 teacher failed");
+    char path[400];
+    snprintf(path, sizeof path, "%s/study/results.json", dir);
+    cJSON *root = json_load_object(path);
+    cr_assert(root != NULL);
+    const cJSON *rows = cJSON_GetObjectItemCaseSensitive(root, "rows");
+    static const char *const want[] = {"S1-ed", "S1-do", "S3-ft", "S3-kd", "S3-noisy-kd", "S3-attention-kd",
+                                       "S8-teacher-pt", "S8-student-pt", "S8-joint", NULL};
+    for (int k = 0; want[k]; k++) cr_assert(row_named(rows, want[k]) != NULL, "row %s missing", want[k]);
+    /* the student from S3 on is of the teacher's family */
+    snprintf(path, sizeof path, "%s/study/rows/S3-kd/model/config.json", dir);
+    char *cfg = read_file_text(path, &(size_t){0});
+    cr_assert(cfg && strstr(cfg, "gpt2"), "the S3 student must be decoder-only like its teacher");
+    free(cfg);
+    cJSON_Delete(root);
+    test_rmtree(dir);
+}
