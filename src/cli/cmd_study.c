@@ -852,6 +852,31 @@ static void spec_init(Spec *p, const char *name, const char *stage, const Studen
 
 static void spec_free(Spec *p) { argv_free(&p->extra); }
 
+/* The flags every training command of the study shares: a few updates in quick mode,
+ * else a wall-time cap with evaluation every eval_every and a checkpoint every 100 updates;
+ * a constant learning rate after warm-up; no early stopping; resumable. */
+static void schedule_flags(const Study *S, Argv *a, int quick_steps, double minutes, int eval_every, const char *lr,
+                           const char *warmup, int threads) {
+    if (S->quick) {
+        int every = quick_steps / 2 > 0 ? quick_steps / 2 : 1;
+        argv_push(a, "--max-steps"), argv_pushf(a, "%d", quick_steps);
+        argv_push(a, "--batch-tokens"), argv_push(a, "1024");
+        argv_push(a, "--eval-every"), argv_pushf(a, "%d", every);
+        argv_push(a, "--save-every"), argv_pushf(a, "%d", every);
+    } else {
+        argv_push(a, "--max-steps"), argv_push(a, "100000000");
+        argv_push(a, "--max-minutes"), argv_pushf(a, "%.2f", minutes);
+        argv_push(a, "--eval-every"), argv_pushf(a, "%d", eval_every);
+        argv_push(a, "--save-every"), argv_push(a, "100");
+    }
+    argv_push(a, "--lr"), argv_push(a, lr);
+    argv_push(a, "--warmup"), argv_push(a, S->quick ? "2" : warmup);
+    argv_push(a, "--schedule"), argv_push(a, "constant");
+    argv_push(a, "--patience"), argv_push(a, "0");
+    argv_push(a, "--threads"), argv_pushf(a, "%d", threads);
+    argv_push(a, "--no-progress"), argv_push(a, "--resume");
+}
+
 static void train_args(const Study *S, const Spec *p, const char *model_dir, Argv *a) {
     if (p->other_family) {
         argv_push(a, "train");
@@ -869,27 +894,11 @@ static void train_args(const Study *S, const Spec *p, const char *model_dir, Arg
     if (S->quick) argv_push(a, "--max-dev-examples"), argv_pushf(a, "%d", dre);
     argv_push(a, "--max-source-tokens"), argv_pushf(a, "%d", S->max_src);
     argv_push(a, "--max-target-tokens"), argv_pushf(a, "%d", S->max_tgt);
-    if (S->quick) {
-        argv_push(a, "--max-steps"), argv_pushf(a, "%d", S->quick_steps);
-        argv_push(a, "--batch-tokens"), argv_push(a, "1024");
-        argv_push(a, "--eval-every"), argv_pushf(a, "%d", S->quick_steps / 2);
-        argv_push(a, "--save-every"), argv_pushf(a, "%d", S->quick_steps / 2);
-        argv_push(a, "--log-every"), argv_push(a, "2");
-    } else {
-        argv_push(a, "--max-steps"), argv_push(a, "100000000");
-        argv_push(a, "--max-minutes"), argv_pushf(a, "%.2f", S->row_min);
-        argv_push(a, "--eval-every"), argv_push(a, "200");
-        argv_push(a, "--save-every"), argv_push(a, "100");
-        argv_push(a, "--log-every"), argv_push(a, "50");
-    }
+    argv_push(a, "--log-every"), argv_push(a, S->quick ? "2" : "50");
     /* pretrained layers (shrink) move gently, random ones need a larger step */
-    argv_push(a, "--lr"), argv_push(a, p->st->shrink ? "3e-4" : p->st->init_dir[0] ? "5e-4" : "1e-3");
-    argv_push(a, "--warmup"), argv_push(a, S->quick ? "2" : p->st->shrink ? "100" : "200");
-    argv_push(a, "--schedule"), argv_push(a, "constant");
-    argv_push(a, "--patience"), argv_push(a, "0");
+    schedule_flags(S, a, S->quick_steps, S->row_min, 200, p->st->shrink ? "3e-4" : p->st->init_dir[0] ? "5e-4" : "1e-3",
+                   p->st->shrink ? "100" : "200", S->threads / S->jobs > 0 ? S->threads / S->jobs : 1);
     argv_push(a, "--seed"), argv_pushf(a, "%d", p->seed);
-    argv_push(a, "--threads"), argv_pushf(a, "%d", S->threads / S->jobs > 0 ? S->threads / S->jobs : 1);
-    argv_push(a, "--no-progress"), argv_push(a, "--resume");
     if (p->st->init_dir[0]) {
         argv_push(a, "--init"), argv_push(a, p->st->init_dir);
     } else if (p->st->shrink) {
@@ -1149,19 +1158,9 @@ static int train_teacher(Study *S) {
         argv_push(&a, "--ffn"), argv_push(&a, S->quick ? "128" : "1024");
         argv_push(&a, "--dropout"), argv_push(&a, "0.1");
         argv_push(&a, "--max-source-tokens"), argv_push(&a, "128");
-        if (S->quick) {
-            argv_push(&a, "--max-steps"), argv_push(&a, "4"), argv_push(&a, "--batch-tokens"), argv_push(&a, "1024");
-            argv_push(&a, "--heldout"), argv_push(&a, "8"), argv_push(&a, "--eval-every"), argv_push(&a, "4");
-        } else {
-            argv_push(&a, "--max-steps"), argv_push(&a, "100000000");
-            argv_push(&a, "--max-minutes"), argv_pushf(&a, "%.1f", pre_min);
-            argv_push(&a, "--batch-tokens"), argv_push(&a, "8192"), argv_push(&a, "--max-batch"), argv_push(&a, "256");
-            argv_push(&a, "--eval-every"), argv_push(&a, "300"), argv_push(&a, "--save-every"), argv_push(&a, "100");
-        }
-        argv_push(&a, "--lr"), argv_push(&a, "1e-3"), argv_push(&a, "--warmup"), argv_push(&a, S->quick ? "2" : "300");
-        argv_push(&a, "--schedule"), argv_push(&a, "constant"), argv_push(&a, "--patience"), argv_push(&a, "0");
-        argv_push(&a, "--threads"), argv_pushf(&a, "%d", S->threads);
-        argv_push(&a, "--no-progress"), argv_push(&a, "--resume");
+        if (S->quick) argv_push(&a, "--heldout"), argv_push(&a, "8");
+        else argv_push(&a, "--batch-tokens"), argv_push(&a, "8192"), argv_push(&a, "--max-batch"), argv_push(&a, "256");
+        schedule_flags(S, &a, 4, pre_min, 300, "1e-3", "300", S->threads);
         argv_push(&a, "-o"), argv_push(&a, pre);
         rc = study_run(&a, log);
         argv_free(&a);
@@ -1177,18 +1176,8 @@ static int train_teacher(Study *S) {
         common_fields(S, &a);
         int dre = S->n_dev < 300 ? S->n_dev : 300;
         argv_push(&a, "--dev-rouge-examples"), argv_pushf(&a, "%d", dre);
-        if (S->quick) {
-            argv_push(&a, "--max-steps"), argv_push(&a, "6"), argv_push(&a, "--batch-tokens"), argv_push(&a, "1024");
-            argv_push(&a, "--eval-every"), argv_push(&a, "3"), argv_push(&a, "--max-dev-examples"), argv_pushf(&a, "%d", dre);
-        } else {
-            argv_push(&a, "--max-steps"), argv_push(&a, "100000000");
-            argv_push(&a, "--max-minutes"), argv_pushf(&a, "%.1f", ft_min);
-            argv_push(&a, "--eval-every"), argv_push(&a, "250"), argv_push(&a, "--save-every"), argv_push(&a, "100");
-        }
-        argv_push(&a, "--lr"), argv_push(&a, "5e-4"), argv_push(&a, "--warmup"), argv_push(&a, S->quick ? "2" : "200");
-        argv_push(&a, "--schedule"), argv_push(&a, "constant"), argv_push(&a, "--patience"), argv_push(&a, "0");
-        argv_push(&a, "--threads"), argv_pushf(&a, "%d", S->threads);
-        argv_push(&a, "--no-progress"), argv_push(&a, "--resume");
+        if (S->quick) argv_push(&a, "--max-dev-examples"), argv_pushf(&a, "%d", dre);
+        schedule_flags(S, &a, 6, ft_min, 250, "5e-4", "200", S->threads);
         argv_push(&a, "-o"), argv_push(&a, fin);
         rc = study_run(&a, log);
         argv_free(&a);
@@ -1233,23 +1222,8 @@ static int pretrain_student(Study *S, Student *st) {
     int pre_src = model_is_encdec(&st->cfg) ? S->max_src : (S->max_src + S->max_tgt) / 2;
     argv_push(&a, "--max-source-tokens"), argv_pushf(&a, "%d", pre_src);
     argv_push(&a, "-o"), argv_push(&a, dir);
-    if (S->quick) {
-        argv_push(&a, "--max-steps"), argv_pushf(&a, "%d", S->quick_steps);
-        argv_push(&a, "--batch-tokens"), argv_push(&a, "1024");
-        argv_push(&a, "--eval-every"), argv_pushf(&a, "%d", S->quick_steps);
-        argv_push(&a, "--heldout"), argv_push(&a, "8");
-    } else {
-        argv_push(&a, "--max-steps"), argv_push(&a, "100000000");
-        argv_push(&a, "--max-minutes"), argv_pushf(&a, "%.2f", S->row_min);
-        argv_push(&a, "--eval-every"), argv_push(&a, "300");
-        argv_push(&a, "--save-every"), argv_push(&a, "100");
-    }
-    argv_push(&a, "--lr"), argv_push(&a, "1e-3");
-    argv_push(&a, "--warmup"), argv_push(&a, S->quick ? "2" : "300");
-    argv_push(&a, "--schedule"), argv_push(&a, "constant");
-    argv_push(&a, "--patience"), argv_push(&a, "0");
-    argv_push(&a, "--threads"), argv_pushf(&a, "%d", S->threads);
-    argv_push(&a, "--no-progress"), argv_push(&a, "--resume");
+    if (S->quick) argv_push(&a, "--heldout"), argv_push(&a, "8");
+    schedule_flags(S, &a, S->quick_steps, S->row_min, 300, "1e-3", "300", S->threads);
     tt_info("study: pretraining the fast student by denoising on the labeled and unlabeled sources (%s)",
             S->quick ? "a few steps" : "one row's time");
     double t0 = tt_now_s();
