@@ -1109,6 +1109,24 @@ static void add_pts(Study *S, Spec *p, const Plan *P, PtKind kind, int unl, int 
     (void)P;
 }
 
+/* Trains and evaluates one stage's rows (unless *rc already holds an error), frees them,
+ * and decides the stage on dev: the winner's index, or -1 (with *rc set on an error). */
+static int stage_run(Study *S, Spec *sp, int n, int *rc, const char *stage, const char *question,
+                     const char *const *labels, const char *paper) {
+    if (!*rc) *rc = run_specs(S, sp, n);
+    char names[8][64];
+    const char *np[8];
+    for (int k = 0; k < n && k < 8; k++) {
+        snprintf(names[k], sizeof names[k], "%s", sp[k].name);
+        np[k] = names[k];
+        spec_free(&sp[k]);
+    }
+    if (*rc) return -1;
+    int win = best_of(S, np, n);
+    decide(S, stage, question, np, labels, n, win, paper);
+    return win;
+}
+
 static int fast_enough(const Study *S, const RowResult *r) { return r && row_speed(S, r) >= S->speedup; }
 
 /* No --teacher: one is trained the way the shipped debdesc teacher was (models/debdesc-
@@ -1366,13 +1384,9 @@ static int run_study(Study *S) {
         spec_init(&sp[3], "S3-attention-kd", "S3", st, "attention-relation KD",
                   "word-level KD + attention-relation KD (MiniLM v2), gold");
         argv_push(&sp[3].extra, "--method"), argv_push(&sp[3].extra, "attention-kd");
-        rc = run_specs(S, sp, 4);
-        for (int k = 0; k < 4; k++) spec_free(&sp[k]);
-        if (rc) goto done;
-        const char *s3[4] = {"S3-ft", "S3-kd", "S3-noisy-kd", "S3-attention-kd"};
         const char *l3[4] = {"fine-tune", "word-level KD", "noisy KD", "attention-relation KD"};
-        int w = best_of(S, s3, 4);
-        decide(S, "S3", "objective on gold", s3, l3, 4, w, "word-level KD");
+        int w = stage_run(S, sp, 4, &rc, "S3", "objective on gold", l3, "word-level KD");
+        if (rc) goto done;
         const char *const m3[4] = {"kd", "kd", "noisy-kd", "attention-kd"};
         snprintf(P.kd_method, sizeof P.kd_method, "%s", w > 0 ? m3[w] : "kd");
     }
@@ -1389,14 +1403,12 @@ static int run_study(Study *S) {
         spec_init(&sp[1], "S4-kd-pt", "S4", st, "word-level KD + PTs", w);
         argv_push(&sp[1].extra, "--method"), argv_push(&sp[1].extra, P.kd_method);
         for (int k = 0; k < 2; k++) add_pts(S, &sp[k], &P, PT_BEAM, 0, 1, &rc);
-        if (!rc) rc = run_specs(S, sp, 2);
-        for (int k = 0; k < 2; k++) spec_free(&sp[k]);
+        const char *l4[2] = {"fine-tune", "word-level KD"};
+        int win = stage_run(S, sp, 2, &rc, "S4", "with one PT per labeled input: fine-tune or word-level KD", l4,
+                            "word-level KD");
         if (rc) goto done;
-        const char *s4[2] = {"S4-ft-pt", "S4-kd-pt"}, *l4[2] = {"fine-tune", "word-level KD"};
-        int win = best_of(S, s4, 2);
-        decide(S, "S4", "with one PT per labeled input: fine-tune or word-level KD", s4, l4, 2, win, "word-level KD");
         P.s4_kd = win != 0;
-        snprintf(P.w4, sizeof P.w4, "%s", s4[win < 0 ? 1 : win]);
+        snprintf(P.w4, sizeof P.w4, "%s", win == 0 ? "S4-ft-pt" : "S4-kd-pt");
     }
     const char *method = P.s4_kd ? P.kd_method : "ft";
     const char *mlabel = P.s4_kd ? "word-level KD" : "fine-tune";
@@ -1411,14 +1423,12 @@ static int run_study(Study *S) {
         spec_init(&sp[1], "S5-labeled-unlabeled", "S5", st, mlabel, "one beam PT per labeled and unlabeled input");
         argv_push(&sp[1].extra, "--method"), argv_push(&sp[1].extra, method);
         add_pts(S, &sp[1], &P, PT_BEAM, 1, 1, &rc);
-        if (!rc) rc = run_specs(S, sp, 2);
-        for (int k = 0; k < 2; k++) spec_free(&sp[k]);
+        const char *l5[2] = {"labeled", "labeled + unlabeled"};
+        int win = stage_run(S, sp, 2, &rc, "S5", "PTs for the labeled inputs only, or the unlabeled too", l5,
+                            "labeled + unlabeled");
         if (rc) goto done;
-        const char *s5[2] = {"S5-labeled", "S5-labeled-unlabeled"}, *l5[2] = {"labeled", "labeled + unlabeled"};
-        int win = best_of(S, s5, 2);
-        decide(S, "S5", "PTs for the labeled inputs only, or the unlabeled too", s5, l5, 2, win, "labeled + unlabeled");
         P.s5_unl = win != 0;
-        snprintf(P.w5, sizeof P.w5, "%s", s5[win < 0 ? 1 : win]);
+        snprintf(P.w5, sizeof P.w5, "%s", win == 0 ? "S5-labeled" : "S5-labeled-unlabeled");
     }
 
     /* S6: one or K PTs per input */
@@ -1434,14 +1444,11 @@ static int run_study(Study *S) {
         spec_init(&sp[1], "S6-k", "S6", st, mlabel, w);
         argv_push(&sp[1].extra, "--method"), argv_push(&sp[1].extra, method);
         add_pts(S, &sp[1], &P, PT_BEAM, P.s5_unl, S->pts, &rc);
-        if (!rc) rc = run_specs(S, sp, 2);
-        for (int k = 0; k < 2; k++) spec_free(&sp[k]);
+        const char *l6[2] = {"one", "K"};
+        int win = stage_run(S, sp, 2, &rc, "S6", "one or K PTs per input", l6, "K");
         if (rc) goto done;
-        const char *s6[2] = {"S6-one", "S6-k"}, *l6[2] = {"one", "K"};
-        int win = best_of(S, s6, 2);
-        decide(S, "S6", "one or K PTs per input", s6, l6, 2, win, "K");
         P.s6_k = win == 0 ? 1 : S->pts;
-        snprintf(P.w6, sizeof P.w6, "%s", s6[win < 0 ? 1 : win]);
+        snprintf(P.w6, sizeof P.w6, "%s", win == 0 ? "S6-one" : "S6-k");
     }
 
     /* S7: beam, sampling or high-temperature sampling */
@@ -1461,12 +1468,9 @@ static int run_study(Study *S) {
             argv_push(&sp[k].extra, "--method"), argv_push(&sp[k].extra, method);
             add_pts(S, &sp[k], &P, (PtKind)k, P.s5_unl, P.s6_k, &rc);
         }
-        if (!rc) rc = run_specs(S, sp, 3);
-        for (int k = 0; k < 3; k++) spec_free(&sp[k]);
-        if (rc) goto done;
         const char *l7[3] = {"beam", "sampling", "high-temperature sampling"};
-        int win = best_of(S, names, 3);
-        decide(S, "S7", "how the teacher's PTs are made", names, l7, 3, win, "sampling");
+        int win = stage_run(S, sp, 3, &rc, "S7", "how the teacher's PTs are made", l7, "sampling");
+        if (rc) goto done;
         P.s7 = win < 0 ? PT_SAMPLE : (PtKind)win;
         snprintf(P.w7, sizeof P.w7, "%s", names[win < 0 ? 1 : win]);
     }
@@ -1488,13 +1492,10 @@ static int run_study(Study *S) {
         spec_init(&sp[2], "S8-joint", "S8", st, "Joint-Teaching", w);
         argv_push(&sp[2].extra, "--method"), argv_push(&sp[2].extra, "joint");
         add_pts(S, &sp[2], &P, P.s7, P.s5_unl, P.s6_k, &rc);
-        if (!rc) rc = run_specs(S, sp, 3);
-        for (int k = 0; k < 3; k++) spec_free(&sp[k]);
-        if (rc) goto done;
         const char *s8[3] = {"S8-teacher-pt", "S8-student-pt", "S8-joint"};
         const char *l8[3] = {"teacher PTs", "student PTs", "Joint-Teaching"};
-        int win = best_of(S, s8, 3);
-        decide(S, "S8", "whose PTs", s8, l8, 3, win, "Joint-Teaching");
+        int win = stage_run(S, sp, 3, &rc, "S8", "whose PTs", l8, "Joint-Teaching");
+        if (rc) goto done;
         P.s8 = win < 0 ? 2 : win;
         snprintf(P.w8, sizeof P.w8, "%s", s8[win < 0 ? 2 : win]);
     }
