@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "study.h"
@@ -160,15 +161,64 @@ static void forget(pid_t pid) {
         if (g_children[i] == pid) g_children[i] = 0;
 }
 
-static int wait_one(pid_t *pid, int *status) {
+/* The last non-empty line of a log (at most n - 1 bytes of it), or "". */
+static void last_line(const char *path, char *out, size_t n) {
+    out[0] = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return;
+    char buf[4096];
+    if (fseek(f, 0, SEEK_END) == 0) {
+        long size = ftell(f);
+        long from = size > (long)sizeof buf - 1 ? size - (long)sizeof buf + 1 : 0;
+        if (fseek(f, from, SEEK_SET) == 0) {
+            size_t got = fread(buf, 1, sizeof buf - 1, f);
+            buf[got] = 0;
+            while (got > 0 && (buf[got - 1] == '\n' || buf[got - 1] == '\r')) buf[--got] = 0;
+            char *nl = strrchr(buf, '\n');
+            snprintf(out, n, "%s", nl ? nl + 1 : buf);
+        }
+    }
+    fclose(f);
+}
+
+/* Waits for a child; every STUDY_PROGRESS_S seconds meanwhile, one line per running command:
+ * the last line of its log. */
+enum { STUDY_PROGRESS_S = 120 };
+static int wait_one(pid_t *pid, int *status, const pid_t *pids, const char *const *logs, int n) {
+    double last = tt_now_s();
     for (;;) {
-        pid_t p = waitpid(-1, status, 0);
+        pid_t p = waitpid(-1, status, WNOHANG);
         if (p > 0) {
             forget(p);
             *pid = p;
             return 0;
         }
-        if (errno != EINTR) return tt_err("waitpid: %s", strerror(errno));
+        if (p < 0 && errno != EINTR) return tt_err("waitpid: %s", strerror(errno));
+        if (tt_now_s() - last >= STUDY_PROGRESS_S) {
+            last = tt_now_s();
+            for (int i = 0; i < n; i++) {
+                if (pids[i] <= 0) continue;
+                int running = 0;
+                for (int c = 0; c < MAX_CHILDREN; c++) running |= g_children[c] == pids[i];
+                if (!running) continue;
+                /* named by the log's file (pts/beam-labeled.log), or its folder (rows/S3-kd/log.txt) */
+                char line[300], dir[300];
+                last_line(logs[i], line, sizeof line);
+                snprintf(dir, sizeof dir, "%s", logs[i]);
+                char *slash = strrchr(dir, '/');
+                const char *file = slash ? slash + 1 : dir;
+                if (strcmp(file, "log.txt")) {
+                    char *dot = strrchr(dir, '.');
+                    if (dot && dot > slash) *dot = 0;
+                } else if (slash) {
+                    *slash = 0;
+                }
+                const char *name = strcmp(file, "log.txt") ? file : strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
+                if (line[0]) tt_info("study: [%s] %s", name, line);
+            }
+        }
+        struct timespec ts = {0, 200 * 1000 * 1000};
+        nanosleep(&ts, NULL);
     }
 }
 
@@ -202,7 +252,7 @@ int study_run_parallel(const Argv *args, const char *const *logs, int n, int job
         }
         pid_t p = -1;
         int status = 0;
-        if (wait_one(&p, &status)) {
+        if (wait_one(&p, &status, pids, logs, next)) {
             rc = -1;
             break;
         }
