@@ -1640,10 +1640,16 @@ static int budget_plan(Study *S) {
         return 0;
     }
     if (S->row_minutes <= 0) {
-        /* rows that train: S1 2, S2 5 + the pretraining, S3 3, S4 2, S5 1, S6 1, S7 2, S8 2, S9 7, seeds
-         * 3 x (seeds - 1), ceiling 1; PTs and evaluations take what the teacher's speed
-         * says; the rest is shared equally */
-        int rows = 2 + 6 + 3 + 2 + 1 + 1 + 2 + 2 + 7 + 3 * (S->seeds - 1) + (S->unl_gold ? 1 : 0);
+        /* rows that train (of the stages asked for): S1 2 (1 without S1), S2 5 + the pretraining,
+         * S3 3, S4 2, S5 1, S6 1, S7 2, S8 2 (3 without S7), S9 7, seeds (seeds - 1) each of the
+         * fine-tuned student, S7's and S8's winners, the ceiling 1; PTs and evaluations take what
+         * the teacher's speed says; the rest is shared equally */
+        int on[10];
+        static const char *const st[10] = {"S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "ref"};
+        for (int k = 0; k < 10; k++) on[k] = stage_on(S, st[k]);
+        int rows = (on[0] ? 2 : 1) + (on[1] ? 6 : 0) + (on[2] ? 3 : 0) + (on[3] ? 2 : 0) + (on[4] ? 1 : 0) +
+                   (on[5] ? 1 : 0) + (on[6] ? 2 : 0) + (on[7] ? (on[6] ? 2 : 3) : 0) + (on[8] ? 7 : 0) +
+                   (S->seeds - 1) * (1 + on[6] + on[7]) + (S->unl_gold && on[9] ? 1 : 0);
         /* PT cost: the teacher decodes every input once for beam and K times for each
          * sampling kind; ~40 beam inputs/s and ~80 sampled sequences/s for a teacher of the
          * shipped size at 2 threads, scaled by its parameters */
