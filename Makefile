@@ -14,7 +14,7 @@ BUILD ?= build/release
 OPT = -O3 -g -march=native
 endif
 
-PKGS = libcjson libutf8proc
+PKGS = libcjson libutf8proc libmicrohttpd
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -fno-trapping-math -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation -Iinclude -Isrc \
 	$(OPT) $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -I/usr/include/x86_64-linux-gnu/openblas-pthread $(CFLAGS)
 LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lopenblas -lpthread -lm

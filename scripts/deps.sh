@@ -4,7 +4,7 @@
 # without root it only reports what is missing.
 set -eu
 what="${1:-build}"
-build_pkgs="gcc make pkg-config libopenblas-pthread-dev libcjson-dev libutf8proc-dev"
+build_pkgs="gcc make pkg-config libopenblas-pthread-dev libcjson-dev libutf8proc-dev libmicrohttpd-dev"
 test_pkgs="libcriterion-dev python3-torch python3-numpy nodejs npm"
 fuzz_pkgs="clang libclang-rt-14-dev"
 all_pkgs="gnuplot-nox libopenmpi-dev openmpi-bin"

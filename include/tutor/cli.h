@@ -14,5 +14,6 @@ int cmd_distill(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_study(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 #endif

@@ -106,6 +106,10 @@ void generator_free(Generator *gen);
  * *out receives n outputs, valid until the next call. Allocates nothing. 0 or -1. */
 int generator_run(Generator *gen, int n, const int *const *src, const int *src_len, const uint64_t *stream,
                   const GenOutput **out);
+/* The same with input i's sampling seed seeds[i] instead of the config's (NULL: the config's):
+ * input i draws from stream (seeds[i], stream[i]) whatever else shares the batch. */
+int generator_run_seeded(Generator *gen, int n, const int *const *src, const int *src_len, const uint64_t *stream,
+                         const uint64_t *seeds, const GenOutput **out);
 /* Largest number of new tokens an input may receive (from max_new_tokens / max_length). */
 int gen_max_new_tokens(const GenConfig *g, const ModelConfig *c, int prompt_len);
 

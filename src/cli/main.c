@@ -21,6 +21,7 @@ static const Command commands[] = {
     {"tune", cmd_tune, "choose the decoding (beams, length penalty, no-repeat) a model is best with on dev"},
     {"score", cmd_score, "ROUGE and BLEU of hypotheses against references"},
     {"distill", cmd_distill, "train a student from a teacher (word-level KD, PTs, Joint-Teaching)"},
+    {"serve", cmd_serve, "serve a model over HTTP (POST /generate, GET /health, GET /metrics)"},
     {"quantize", cmd_quantize, "int8 weights for a model directory (tutor generate/eval --int8 use them)"},
     {"study", cmd_study, "rerun the paper's study on a task: every stage, decided on dev, reported on test"},
     {"info", cmd_info, "describe a model directory: architecture, sizes, parameters"},

@@ -563,6 +563,11 @@ static void compact(Generator *gen, const int *active, int n_active) {
 
 int generator_run(Generator *gen, int n, const int *const *src, const int *src_len, const uint64_t *stream,
                   const GenOutput **out) {
+    return generator_run_seeded(gen, n, src, src_len, stream, NULL, out);
+}
+
+int generator_run_seeded(Generator *gen, int n, const int *const *src, const int *src_len, const uint64_t *stream,
+                         const uint64_t *seeds, const GenOutput **out) {
     const ModelConfig *c = &gen->m->cfg;
     if (n < 1 || n > gen->max_inputs) return tt_err("generator_run: %d inputs (planned for 1..%d)", n, gen->max_inputs);
     if (tt_threads() > gen->parts) return tt_err("generator_run: more threads than when the generator was made");
@@ -582,7 +587,8 @@ int generator_run(Generator *gen, int n, const int *const *src, const int *src_l
         in->done = 0;
         in->n_hyps = in->n_inserted = 0;
         in->worst = 1e9;
-        rng_seed(&in->rng, mix64(gen->g.seed ^ mix64(stream ? stream[i] + 1 : (uint64_t)i + 1)));
+        uint64_t seed = seeds ? seeds[i] : gen->g.seed;
+        rng_seed(&in->rng, mix64(seed ^ mix64(stream ? stream[i] + 1 : (uint64_t)i + 1)));
         for (int k = 0; k < gen->K; k++) gen->outs[i].hyps[k].n_tokens = 0;
     }
     gen->src = src;
