@@ -102,7 +102,7 @@ int serve_request_parse(const char *body, size_t n, int max_inputs, ServeRequest
                 if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 0 ||
                     v->valuedouble > 9007199254740992.0)
                     rc = bad(why, why_len, "parameters.seed: must be a whole number in [0, 2^53]");
-                p->seed = (uint64_t)v->valuedouble, p->seed_set = 1;
+                else p->seed = (uint64_t)v->valuedouble, p->seed_set = 1;
             } else if (!strcmp(k, "do_sample")) {
                 if (!cJSON_IsBool(v)) rc = bad(why, why_len, "parameters.do_sample: must be true or false");
                 p->do_sample = cJSON_IsTrue(v), p->do_sample_set = 1;
