@@ -53,6 +53,12 @@ typedef struct Job {
 enum { N_BUCKETS = 12 };
 static const double BUCKETS[N_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
 
+static int same_decoding(const GenConfig *a, const GenConfig *b) {
+    GenConfig x = *a, y = *b;
+    x.seed = y.seed = 0;
+    return !memcmp(&x, &y, sizeof x);
+}
+
 struct Server {
     Model *m;
     const Tokenizer *tok;
@@ -71,15 +77,37 @@ struct Server {
     double lat_sum;
     int last_batch;
     int delay_ms;
+    /* generators by decoding (the worker's only), each sized for max_batch inputs: reused, so
+     * that a steady load allocates nothing */
+    struct {
+        GenConfig g;
+        Generator *gen;
+        unsigned long used;
+    } cache[4];
+    unsigned long uses;
 };
+
+static Generator *generator_for(Server *s, const GenConfig *g) {
+    int slot = -1, oldest = 0;
+    for (int k = 0; k < 4; k++) {
+        if (s->cache[k].gen && same_decoding(&s->cache[k].g, g)) {
+            slot = k;
+            break;
+        }
+        if (!s->cache[k].gen || s->cache[k].used < s->cache[oldest].used) oldest = k;
+    }
+    if (slot < 0) {
+        slot = oldest;
+        generator_free(s->cache[slot].gen);
+        s->cache[slot].g = *g;
+        s->cache[slot].gen = generator_new(s->m, g, s->o.max_batch, s->max_src);
+    }
+    s->cache[slot].used = ++s->uses;
+    return s->cache[slot].gen;
+}
 
 /* ---- the worker ---- */
 
-static int same_decoding(const GenConfig *a, const GenConfig *b) {
-    GenConfig x = *a, y = *b;
-    x.seed = y.seed = 0;
-    return !memcmp(&x, &y, sizeof x);
-}
 
 static void job_free(Job *j) {
     if (!j) return;
@@ -109,7 +137,7 @@ static void run_batch(Server *s, Job **jobs, int n_jobs) {
         }
     GenConfig g = jobs[0]->g;
     gen_config_limit_to_tokenizer(&g, &s->m->cfg, s->tok);
-    Generator *gen = rc ? NULL : generator_new(s->m, &g, n, s->max_src);
+    Generator *gen = rc ? NULL : generator_for(s, &g);
     const GenOutput *out = NULL;
     if (!rc) rc = gen ? generator_run_seeded(gen, n, src, len, stream, seeds, &out) : -1;
     unsigned long tokens = 0;
@@ -130,7 +158,6 @@ static void run_batch(Server *s, Job **jobs, int n_jobs) {
             }
         if (!j->texts) j->failed = 1, snprintf(j->error, sizeof j->error, "out of memory");
     }
-    generator_free(gen);
     free(src), free(len), free(stream), free(seeds);
     pthread_mutex_lock(&s->mu);
     s->tokens_out += tokens;
@@ -495,6 +522,7 @@ void serve_stop(Server *s) {
         if (fd != MHD_INVALID_SOCKET) close(fd);
     }
     if (s->worker_up) pthread_join(s->worker, NULL);
+    for (int k = 0; k < 4; k++) generator_free(s->cache[k].gen);
     if (s->d) MHD_stop_daemon(s->d);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->wake);
