@@ -187,6 +187,28 @@ static void dot_portable(const uint8_t *a, int M, const Q8Weights *w, int n0, in
  * are broadcast to every 32-bit lane and multiplied with 16 columns x 4 k of weights, so each
  * lane accumulates one output column and no horizontal sums are needed. n0 is a multiple of
  * 16 (the callers split columns in blocks of 16). */
+/* What a fused kernel does with a finished tile instead of storing its int32 sums: the same
+ * expression as q8_epilogue, element by element (so every path rounds alike). */
+typedef struct {
+    const float *ascale, *bias;
+    float *out;
+    int ldo;
+} Ep;
+
+static inline void tile_out(const Ep *ep, const Q8Weights *w, const int32_t *t, int ldt, int m, int rows, int n, int cols) {
+    const int32_t *restrict cs = w->colsum + n;
+    const float *restrict sc = w->scale + n, *restrict bi = ep->bias ? ep->bias + n : NULL;
+    for (int r = 0; r < rows; r++) {
+        float am = ep->ascale[m + r];
+        float *restrict o = ep->out + (size_t)(m + r) * ep->ldo + n;
+        const int32_t *restrict a = t + (size_t)r * ldt;
+        if (bi)
+            for (int c = 0; c < cols; c++) o[c] = (float)(a[c] - 64 * cs[c]) * (am * sc[c]) + bi[c];
+        else
+            for (int c = 0; c < cols; c++) o[c] = (float)(a[c] - 64 * cs[c]) * (am * sc[c]);
+    }
+}
+
 static inline int32_t load4(const uint8_t *p) {
     int32_t v;
     memcpy(&v, p, 4);
@@ -197,7 +219,7 @@ static inline int32_t load4(const uint8_t *p) {
  * (the two s16 of a column into its s32); the 16 columns as two ymm halves; tiles of 2 rows
  * x 16 columns (4 accumulators). */
 __attribute__((target("avx2"))) static void dot_avx2(const uint8_t *a, int M, const Q8Weights *w, int n0, int n1,
-                                                     int32_t *acc, int ldacc) {
+                                                     int32_t *acc, int ldacc, const Ep *ep) {
     int Kp = w->Kp, g = Kp / 4;
     const __m256i ones = _mm256_set1_epi16(1);
     for (int b = n0 / 16; b * 16 < n1; b++) {
@@ -219,6 +241,10 @@ __attribute__((target("avx2"))) static void dot_avx2(const uint8_t *a, int M, co
             int32_t t[2][16];
             _mm256_storeu_si256((__m256i *)t[0], s0l), _mm256_storeu_si256((__m256i *)(t[0] + 8), s0h);
             _mm256_storeu_si256((__m256i *)t[1], s1l), _mm256_storeu_si256((__m256i *)(t[1] + 8), s1h);
+            if (ep) {
+                tile_out(ep, w, t[0], 16, m, 1 + two, b * 16, cols);
+                continue;
+            }
             memcpy(acc + (size_t)m * ldacc + b * 16, t[0], sizeof(int32_t) * (size_t)cols);
             if (two) memcpy(acc + (size_t)(m + 1) * ldacc + b * 16, t[1], sizeof(int32_t) * (size_t)cols);
         }
@@ -229,16 +255,22 @@ __attribute__((target("avx2"))) static void dot_avx2(const uint8_t *a, int M, co
  * columns (8 zmm accumulators). */
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void dot_vnni(const uint8_t *a, int M,
                                                                             const Q8Weights *w, int n0, int n1,
-                                                                            int32_t *acc, int ldacc) {
+                                                                            int32_t *acc, int ldacc, const Ep *ep) {
     int Kp = w->Kp, g = Kp / 4;
-    for (int b = n0 / 16; b * 16 < n1; b += 2) {
-        int pair = (b + 1) * 16 < n1;
-        const int8_t *w0 = w->packed + (size_t)b * g * 64, *w1 = pair ? w0 + (size_t)g * 64 : w0;
-        int cols = n1 - b * 16 < 32 ? n1 - b * 16 : 32;
-        for (int m = 0; m < M; m += 4) {
-            int rows = M - m < 4 ? M - m : 4;
-            const uint8_t *ar[4];
-            for (int r = 0; r < 4; r++) ar[r] = a + (size_t)(m + (r < rows ? r : 0)) * Kp;
+    /* columns in chunks whose weights fit in L1 (about 32 KB); in a chunk, rows outside and
+     * columns inside, so that a tile's 4 activation rows and the chunk's weights stay close */
+    int chunk = (32768 / Kp) / 32 * 32;
+    if (chunk < 32) chunk = 32;
+    for (int c0 = n0; c0 < n1; c0 += chunk) {
+    int c1 = c0 + chunk < n1 ? c0 + chunk : n1;
+    for (int m = 0; m < M; m += 4) {
+        int rows = M - m < 4 ? M - m : 4;
+        const uint8_t *ar[4];
+        for (int r = 0; r < 4; r++) ar[r] = a + (size_t)(m + (r < rows ? r : 0)) * Kp;
+        for (int b = c0 / 16; b * 16 < c1; b += 2) {
+            int pair = (b + 1) * 16 < c1;
+            const int8_t *w0 = w->packed + (size_t)b * g * 64, *w1 = pair ? w0 + (size_t)g * 64 : w0;
+            int cols = c1 - b * 16 < 32 ? c1 - b * 16 : 32;
             __m512i s[4][2];
             for (int r = 0; r < 4; r++) s[r][0] = s[r][1] = _mm512_setzero_si512();
             for (int k4 = 0; k4 < g; k4++) {
@@ -250,13 +282,25 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void dot_vnni(cons
                     s[r][1] = _mm512_dpbusd_epi32(s[r][1], x, v1);
                 }
             }
+            if (ep) {
+                int32_t t[4][32];
+                for (int r = 0; r < rows; r++) {
+                    _mm512_storeu_si512((void *)t[r], s[r][0]);
+                    _mm512_storeu_si512((void *)(t[r] + 16), s[r][1]);
+                }
+                tile_out(ep, w, t[0], 32, m, rows, b * 16, cols);
+                continue;
+            }
+            /* straight into acc, masked at the right edge */
+            __mmask16 m0 = cols >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << cols) - 1);
+            __mmask16 m1 = cols >= 32 ? (__mmask16)0xFFFF : cols > 16 ? (__mmask16)((1u << (cols - 16)) - 1) : 0;
             for (int r = 0; r < rows; r++) {
-                int32_t t[32];
-                _mm512_storeu_si512((void *)t, s[r][0]);
-                _mm512_storeu_si512((void *)(t + 16), s[r][1]);
-                memcpy(acc + (size_t)(m + r) * ldacc + b * 16, t, sizeof(int32_t) * (size_t)cols);
+                int32_t *o = acc + (size_t)(m + r) * ldacc + b * 16;
+                _mm512_mask_storeu_epi32(o, m0, s[r][0]);
+                if (m1) _mm512_mask_storeu_epi32(o + 16, m1, s[r][1]);
             }
         }
+    }
     }
 }
 #endif
@@ -295,11 +339,11 @@ const char *q8_path_name(Q8Path p) {
 void q8_dot(Q8Path path, const uint8_t *a, int M, const Q8Weights *w, int n0, int n1, int32_t *acc, int ldacc) {
 #if Q8_X86
     if (path == Q8_VNNI && q8_path_available(Q8_VNNI)) {
-        dot_vnni(a, M, w, n0, n1, acc, ldacc);
+        dot_vnni(a, M, w, n0, n1, acc, ldacc, NULL);
         return;
     }
     if (path == Q8_AVX2 && q8_path_available(Q8_AVX2)) {
-        dot_avx2(a, M, w, n0, n1, acc, ldacc);
+        dot_avx2(a, M, w, n0, n1, acc, ldacc, NULL);
         return;
     }
 #endif
@@ -335,6 +379,18 @@ static void lin_part(int begin, int end, int part, void *ctx) {
     const LinJob *j = ctx;
     int n0 = begin * 16, n1 = end * 16 < j->w->N ? end * 16 : j->w->N;
     if (n0 >= n1) return;
+#if Q8_X86
+    /* the SIMD paths finish each tile in registers' reach: no (M, N) int32 round trip */
+    Ep ep = {j->ascale, j->bias, j->out, j->ldo};
+    if (j->path == Q8_VNNI && q8_path_available(Q8_VNNI)) {
+        dot_vnni(j->a, j->M, j->w, n0, n1, NULL, 0, &ep);
+        return;
+    }
+    if (j->path == Q8_AVX2 && q8_path_available(Q8_AVX2)) {
+        dot_avx2(j->a, j->M, j->w, n0, n1, NULL, 0, &ep);
+        return;
+    }
+#endif
     q8_dot(j->path, j->a, j->M, j->w, n0, n1, j->acc, j->w->N);
     q8_epilogue(j->acc, j->w->N, j->M, j->w, n0, n1, j->ascale, j->bias, j->out, j->ldo);
 }
