@@ -30,6 +30,11 @@ static void setup_model(void) {
     cr_assert(system(cmd) == 0, "setup failed: %s", cmd);
 }
 
+static void cleanup(void) {
+    if (g_dir[0]) test_rmtree(g_dir);
+    g_dir[0] = 0;
+}
+
 typedef struct {
     pid_t pid;
     int port;
@@ -178,7 +183,7 @@ static void check_equal(int port, const char *params, const char *flags, int k) 
     free(resp);
 }
 
-Test(serve, answers_equal_tutor_generate, .timeout = 120) {
+Test(serve, answers_equal_tutor_generate, .timeout = 120, .fini = cleanup) {
     setup_model();
     Srv s = start("", NULL);
     check_equal(s.port, "{}", "", 1);
@@ -214,7 +219,7 @@ static void *client(void *arg) {
     return NULL;
 }
 
-Test(serve, answers_independent_of_concurrency, .timeout = 120) {
+Test(serve, answers_independent_of_concurrency, .timeout = 120, .fini = cleanup) {
     setup_model();
     Srv s = start("--max-batch 8", NULL);
     enum { N = 12 };
@@ -243,7 +248,7 @@ Test(serve, answers_independent_of_concurrency, .timeout = 120) {
     cr_assert(stop(&s) == 0);
 }
 
-Test(serve, bad_requests_and_limits, .timeout = 120) {
+Test(serve, bad_requests_and_limits, .timeout = 120, .fini = cleanup) {
     setup_model();
     Srv s = start("--max-body 400 --max-input-tokens 30", NULL);
     static const struct {
@@ -307,7 +312,7 @@ static void *slow_client(void *arg) {
 
 /* A slow worker (TUTOR_SERVE_DELAY_MS) and a queue of one: of many requests at once some are
  * refused with 503, none is lost; SIGTERM while one runs still answers it. */
-Test(serve, full_queue_and_sigterm, .timeout = 120) {
+Test(serve, full_queue_and_sigterm, .timeout = 120, .fini = cleanup) {
     setup_model();
     Srv s = start("--queue 1 --max-batch 1", "TUTOR_SERVE_DELAY_MS=300");
     enum { N = 6 };
@@ -331,4 +336,15 @@ Test(serve, full_queue_and_sigterm, .timeout = 120) {
     pthread_join(t, NULL);
     cr_assert(rc == 0, "the server must exit 0 on SIGTERM (got %d)", rc);
     cr_assert(last.status == 200, "the request in flight at SIGTERM got %d", last.status);
+}
+
+/* --int8: the server generates on the int8 weights, as tutor generate --int8 does. */
+Test(serve, int8_answers_equal_tutor_generate_int8, .timeout = 120, .fini = cleanup) {
+    setup_model();
+    char cmd[800];
+    snprintf(cmd, sizeof cmd, "%s quantize --model %s >/dev/null 2>&1", tutor_bin(), g_model);
+    cr_assert(system(cmd) == 0);
+    Srv s = start("--int8", NULL);
+    check_equal(s.port, "{\"num_beams\": 3, \"max_new_tokens\": 10}", "--int8 --beam 3 --max-new-tokens 10", 1);
+    cr_assert(stop(&s) == 0);
 }
