@@ -154,9 +154,32 @@ int sample_from_scores(const real *scores, int V, double u) {
 }
 
 int argmax_scores(const real *scores, int V) {
-    int best = 0;
-    for (int v = 1; v < V; v++)
-        if (scores[v] > scores[best]) best = v;
+    /* 16 lanes, each its running maximum and the first index reaching it (element-wise, so it
+     * vectorises); then the largest value, ties to the smallest index: the scalar loop's answer
+     * (the first maximum), as HF's argmax */
+    enum { W = 16 };
+    int V16 = V / W * W;
+    if (V16 < W) {
+        int best = 0;
+        for (int v = 1; v < V; v++)
+            if (scores[v] > scores[best]) best = v;
+        return best;
+    }
+    real mx[W];
+    int ix[W];
+    for (int j = 0; j < W; j++) mx[j] = scores[j], ix[j] = j;
+    for (int v = W; v < V16; v += W)
+        for (int j = 0; j < W; j++) {
+            int gt = scores[v + j] > mx[j];
+            mx[j] = gt ? scores[v + j] : mx[j];
+            ix[j] = gt ? v + j : ix[j];
+        }
+    int best = ix[0];
+    real bm = mx[0];
+    for (int j = 1; j < W; j++)
+        if (mx[j] > bm || (mx[j] == bm && ix[j] < best)) bm = mx[j], best = ix[j];
+    for (int v = V16; v < V; v++)
+        if (scores[v] > bm) bm = scores[v], best = v;
     return best;
 }
 

@@ -133,3 +133,23 @@ Test(sampling, top_k_keeps_ties) {
     cr_expect(s[1] == 3.0f && s[2] == 2.0f && s[3] == 2.0f, "tokens tied with the k-th are kept (HF)");
     cr_expect(isinf(s[0]) && isinf(s[4]));
 }
+
+/* argmax_scores (vectorised, 16 lanes) returns what the plain loop returns: the first index of
+ * the maximum, also with ties, -inf entries, lengths around the lane width and a leading NaN. */
+Test(sampling, argmax_first_maximum) {
+    Rng r;
+    rng_seed(&r, 5);
+    real v[300];
+    for (int trial = 0; trial < 400; trial++) {
+        int V = 1 + (int)rng_below(&r, 300);
+        for (int i = 0; i < V; i++) {
+            int kind = (int)rng_below(&r, 10);
+            v[i] = kind == 0 ? -INFINITY : kind < 4 ? (real)(int)rng_below(&r, 4) : (real)rng_normal(&r);
+        }
+        if (trial % 50 == 7) v[0] = NAN;
+        int best = 0;
+        for (int i = 1; i < V; i++)
+            if (v[i] > v[best]) best = i;
+        cr_assert(argmax_scores(v, V) == best, "V %d trial %d: %d != %d", V, trial, argmax_scores(v, V), best);
+    }
+}
