@@ -969,13 +969,36 @@ static int run_specs(Study *S, Spec *specs, int n) {
             tt_info("study: training %s (%d steps each)", names, S->quick_steps);
         else
             tt_info("study: training %s (%.1f min each, %d at once)", names, S->row_min, S->jobs);
-        rc = study_run_parallel(cmds, (const char *const *)logs, n_todo, S->jobs);
-        /* every training that finished is marked, even when another failed */
+        int *ok = calloc((size_t)n_todo, sizeof(int));
+        char *errs = calloc((size_t)n_todo, 256);
+        rc = ok && errs ? study_run_each(cmds, (const char *const *)logs, n_todo, S->jobs, ok, errs, 256)
+                        : tt_err("out of memory");
+        /* every training that finished is marked; one that failed is recorded as failed (its
+         * row has no numbers; delete its folder to run it again) and the study goes on */
+        for (int k = 0; k < n_todo && !rc; k++) {
+            if (ok[k]) continue;
+            RowResult f;
+            memset(&f, 0, sizeof f);
+            f.have = f.failed = 1;
+            snprintf(f.name, sizeof f.name, "%s", specs[todo[k]].name);
+            snprintf(f.stage, sizeof f.stage, "%s", specs[todo[k]].stage);
+            snprintf(f.role, sizeof f.role, "student");
+            snprintf(f.method, sizeof f.method, "%s", specs[todo[k]].method);
+            snprintf(f.what, sizeof f.what, "%s", specs[todo[k]].what);
+            snprintf(f.error, sizeof f.error, "%s", errs + (size_t)k * 256);
+            f.dev_rougeL = f.r1 = f.r2 = f.rL = f.bleu = NAN;
+            f.speed_greedy = f.speed_beam = f.exacc_mid = f.exacc_full = NAN;
+            f.train_s = f.teacher_s = f.student_gen_s = f.student_s = NAN;
+            char rp[800];
+            pathf(rp, sizeof rp, "%s/rows/%s/row.json", S->out, specs[todo[k]].name);
+            tt_info("study: %s failed (%s); recorded, the study goes on", f.name, f.error);
+            if (study_row_save(rp, &f)) rc = -1;
+        }
         for (int k = 0; k < n_todo; k++) {
             char done[800], model[800];
             pathf(model, sizeof model, "%s/rows/%s/model/model.safetensors", S->out, specs[todo[k]].name);
             pathf(done, sizeof done, "%s/rows/%s/train.done", S->out, specs[todo[k]].name);
-            if (rc || !file_exists(model)) continue;
+            if (rc || !ok[k] || !file_exists(model)) continue;
             if (specs[todo[k]].other_family) {
                 /* tutor train writes its own decoding; the study's students decode as the teacher */
                 char src[800], dst[800];
@@ -988,6 +1011,8 @@ static int run_specs(Study *S, Spec *specs, int n) {
             }
             if (!rc) atomic_write_file(done, "done\n", 5);
         }
+        free(ok);
+        free(errs);
     }
     for (int i = 0; i < n && !rc; i++) {
         char dir[700], path[800], model[800];

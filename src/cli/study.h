@@ -27,6 +27,10 @@ int study_run(const Argv *args, const char *log_path);
 /* Up to `jobs` of the n commands at once; each its own log. ok[i] receives 1 for success.
  * Returns 0 when all succeeded, else -1 naming the first failure's log. */
 int study_run_parallel(const Argv *args, const char *const *logs, int n, int jobs);
+/* The same, but a failed command does not stop the others: ok[i] says whether command i
+ * succeeded, errs (n strings of err_len, may be NULL) why not. -1 only when interrupted or a
+ * command could not be started. */
+int study_run_each(const Argv *args, const char *const *logs, int n, int jobs, int *ok, char *errs, size_t err_len);
 /* SIGINT/SIGTERM: forwarded to the running children (which save and stop); the study stops
  * after them. */
 void study_signals_install(void);
@@ -35,6 +39,8 @@ int study_interrupted(void);
 /* ---- results of one row ---- */
 typedef struct {
     int have;
+    int failed;                       /* training failed: error says why; no numbers */
+    char error[256];
     char name[64], stage[8], role[16], method[96], what[256], same_as[64];
     int seed;
     size_t params;

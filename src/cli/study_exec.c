@@ -237,11 +237,16 @@ int study_run(const Argv *args, const char *log_path) {
 }
 
 int study_run_parallel(const Argv *args, const char *const *logs, int n, int jobs) {
+    return study_run_each(args, logs, n, jobs, NULL, NULL, 0);
+}
+
+int study_run_each(const Argv *args, const char *const *logs, int n, int jobs, int *ok, char *errs, size_t err_len) {
     if (jobs < 1) jobs = 1;
     if (jobs > MAX_CHILDREN) jobs = MAX_CHILDREN;
     pid_t *pids = calloc((size_t)(n ? n : 1), sizeof(pid_t));
     if (!pids) return tt_err("out of memory");
     int next = 0, running = 0, rc = 0;
+    for (int i = 0; ok && i < n; i++) ok[i] = 0;
     while ((next < n && !rc && !g_interrupted) || running) {
         if (next < n && !rc && !g_interrupted && running < jobs) {
             pids[next] = spawn(&args[next], logs[next]);
@@ -259,7 +264,17 @@ int study_run_parallel(const Argv *args, const char *const *logs, int n, int job
         for (int i = 0; i < next; i++)
             if (pids[i] == p) {
                 running--;
-                if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0) && !rc) rc = status_error(status, logs[i], &args[i]);
+                int good = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+                if (ok) {
+                    /* each command on its own: a failure is recorded, the others go on */
+                    ok[i] = good;
+                    if (!good && !g_interrupted) {
+                        status_error(status, logs[i], &args[i]);
+                        if (errs) snprintf(errs + (size_t)i * err_len, err_len, "%s", tt_errmsg());
+                    }
+                } else if (!good && !rc) {
+                    rc = status_error(status, logs[i], &args[i]);
+                }
             }
     }
     free(pids);

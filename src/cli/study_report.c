@@ -38,6 +38,7 @@ int study_row_save(const char *path, const RowResult *r) {
     cJSON_AddStringToObject(o, "what", r->what);
     cJSON_AddStringToObject(o, "dir", r->dir);
     cJSON_AddStringToObject(o, "generations", r->gen_path);
+    if (r->failed) cJSON_AddBoolToObject(o, "failed", 1), cJSON_AddStringToObject(o, "error", r->error);
     put_num(o, "seed", r->seed);
     put_num(o, "params", (double)r->params);
     put_num(o, "dev_rougeL", r->dev_rougeL);
@@ -74,6 +75,8 @@ int study_row_load(const char *path, RowResult *r) {
     get_str(o, "what", r->what, sizeof r->what);
     get_str(o, "dir", r->dir, sizeof r->dir);
     get_str(o, "generations", r->gen_path, sizeof r->gen_path);
+    r->failed = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "failed"));
+    get_str(o, "error", r->error, sizeof r->error);
     double seed = get_num(o, "seed"), params = get_num(o, "params");
     r->seed = isfinite(seed) ? (int)seed : 0;
     r->params = isfinite(params) ? (size_t)params : 0;
@@ -244,6 +247,7 @@ static cJSON *row_json(const StudyReport *rep, const RowResult *r, const Ci *ci)
     cJSON_AddStringToObject(o, "method", r->method);
     cJSON_AddStringToObject(o, "what", r->what);
     if (r->same_as[0]) cJSON_AddStringToObject(o, "same_run_as", r->same_as);
+    if (r->failed) cJSON_AddBoolToObject(o, "failed", 1), cJSON_AddStringToObject(o, "error", r->error);
     if (r->seed) cJSON_AddNumberToObject(o, "seed", r->seed);
     cJSON *t = cJSON_AddObjectToObject(o, "test");
     put_num(t, "rouge1", r->r1);
@@ -475,6 +479,7 @@ int study_report_write(const StudyReport *rep) {
         else snprintf(tr, sizeof tr, "-");
         char name[160];
         if (r->same_as[0]) snprintf(name, sizeof name, "%s (= %s)", r->name, r->same_as);
+        else if (r->failed) snprintf(name, sizeof name, "%s (**failed**: %.100s)", r->name, r->error);
         else snprintf(name, sizeof name, "%s", r->name);
         fprintf(md, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %zu | %s | %s | %s |\n", name, r->stage, r->method,
                 a[0], a[1], a[2], a[3], ci, a[4], r->params, sp, ex, tr);

@@ -267,3 +267,30 @@ Test(study, decoder_only_teacher, .timeout = 600) {
     cJSON_Delete(root);
     test_rmtree(dir);
 }
+
+/* A row whose training fails is recorded as failed (with the reason) and the study goes on:
+ * here S3-noisy-kd finds a corrupted checkpoint in its folder. */
+Test(study, failed_row_recorded_and_study_goes_on, .timeout = 600) {
+    setup_task();
+    char out[400], path[500], log[400];
+    snprintf(out, sizeof out, "%s/study", g_dir);
+    snprintf(path, sizeof path, "%s/rows/S3-noisy-kd/model", out);
+    cr_assert(make_dirs(path) == 0);
+    snprintf(path, sizeof path, "%s/rows/S3-noisy-kd/model/checkpoint.json", out);
+    TEST_ASSERT_OK(atomic_write_file(path, "{not json", 9));
+    snprintf(log, sizeof log, "%s/failed.log", g_dir);
+    int rc = run_study(out, "--stages S3 --seeds 1", log);
+    cr_assert(rc == 0, "the study must finish despite one failed row");
+    snprintf(path, sizeof path, "%s/results.json", out);
+    cJSON *root = json_load_object(path);
+    cr_assert(root != NULL);
+    const cJSON *rows = cJSON_GetObjectItemCaseSensitive(root, "rows");
+    const cJSON *bad = row_named(rows, "S3-noisy-kd");
+    cr_assert(bad && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(bad, "failed")), "S3-noisy-kd must be marked failed");
+    const cJSON *err = cJSON_GetObjectItemCaseSensitive(bad, "error");
+    cr_assert(cJSON_IsString(err) && strstr(err->valuestring, "log"), "the failure must point at its log");
+    const cJSON *kd = row_named(rows, "S3-kd");
+    cr_assert(kd && !cJSON_GetObjectItemCaseSensitive(kd, "failed") && isfinite(num_at(kd, "test", "rougeL")));
+    cJSON_Delete(root);
+    test_rmtree(g_dir);
+}
