@@ -20,8 +20,10 @@ typedef struct {
     long pool_cap, pool_used;
     real *k_pool, *v_pool;  /* (L, pool_cap, C) */
     int max_inputs, max_src;
-    real *cross_kv;         /* (L, max_inputs * max_src, 2C): k | v of each source token */
-    int S;                  /* padded source length of the current batch */
+    real *cross_kv;         /* (L, max_inputs * max_src, 2C): k | v of each source token, input
+                               slot b's at rows b * max_src .. */
+    real *kv_scratch;       /* (max_inputs * max_src, 2C): one layer's product before it is placed */
+    int *slot_ids;          /* (max_inputs) 0, 1, ...: decode_cache_begin's slots */
     int *src_len;           /* (max_inputs) valid source tokens per input */
     int max_ctx;            /* longest self-attention context (positions) */
     real *x, *ln, *qkv, *att, *proj, *hid; /* step activations, max_rows rows */
@@ -37,8 +39,12 @@ int decode_cache_init(DecodeCache *dc, Model *m, int max_rows, long pool_rows, i
 void decode_cache_free(DecodeCache *dc);
 
 /* Starts a batch: empties the pool; for an encoder-decoder encodes the n sources (src[i],
- * src_len[i] tokens) and computes every layer's cross-attention keys/values once. */
+ * src_len[i] tokens) into input slots 0..n-1 and computes every layer's cross-attention
+ * keys/values once. */
 int decode_cache_begin(DecodeCache *dc, int n, const int *const *src, const int *src_len);
+/* Adds n sources into input slots slot[0..n) (any free ones), keeping every other slot's and
+ * the pool: inputs join a running batch. */
+int decode_cache_add(DecodeCache *dc, int n, const int *slot, const int *const *src, const int *src_len);
 
 /* One decoder step over M rows. Row i feeds token tok[i] at position pos[i] for input
  * input[i]; table[i][0 .. pos[i]) holds the pool rows of its earlier positions, and the step

@@ -15,6 +15,8 @@ void decode_cache_free(DecodeCache *dc) {
     tt_free(dc->k_pool);
     tt_free(dc->v_pool);
     tt_free(dc->cross_kv);
+    tt_free(dc->kv_scratch);
+    tt_free(dc->slot_ids);
     tt_free(dc->x);
     tt_free(dc->ln);
     tt_free(dc->qkv);
@@ -61,14 +63,16 @@ int decode_cache_init(DecodeCache *dc, Model *m, int max_rows, long pool_rows, i
     dc->hid = tt_alloc(R * rows * dc->F);
     dc->scores = tt_alloc(R * (size_t)dc->parts * (ctx + 16));
     dc->src_len = tt_alloc(sizeof(int) * (size_t)max_inputs);
-    int ok = dc->k_pool && dc->v_pool && dc->x && dc->ln && dc->qkv && dc->att && dc->proj && dc->hid &&
+    dc->slot_ids = tt_alloc(sizeof(int) * (size_t)max_inputs);
+    int ok = dc->slot_ids && dc->k_pool && dc->v_pool && dc->x && dc->ln && dc->qkv && dc->att && dc->proj && dc->hid &&
              dc->scores && dc->src_len;
     if (ok && dc->encdec) {
         long ns = (long)max_inputs * max_src;
         dc->cross_kv = tt_alloc(R * dc->L * ns * 2 * C);
+        dc->kv_scratch = tt_alloc(R * ns * 2 * C);
         dc->src_pad = tt_alloc(sizeof(int) * ns);
         dc->src_mask = tt_alloc(sizeof(int) * ns);
-        ok = dc->cross_kv && dc->src_pad && dc->src_mask;
+        ok = dc->cross_kv && dc->kv_scratch && dc->src_pad && dc->src_mask;
         /* the encoder's activations, sized now so that no later batch allocates */
         if (ok && model_reserve(m, max_inputs, max_src, 1, 0)) ok = 0;
     }
@@ -79,19 +83,22 @@ int decode_cache_init(DecodeCache *dc, Model *m, int max_rows, long pool_rows, i
     return 0;
 }
 
-int decode_cache_begin(DecodeCache *dc, int n, const int *const *src, const int *src_len) {
-    dc->pool_used = 0;
-    if (n > dc->max_inputs) return tt_err("%d inputs in a batch, more than the %d planned", n, dc->max_inputs);
-    for (int i = 0; i < n; i++) dc->src_len[i] = src_len[i];
+int decode_cache_add(DecodeCache *dc, int n, const int *slot, const int *const *src, const int *src_len) {
+    if (n < 1) return 0;
+    for (int i = 0; i < n; i++) {
+        if (slot[i] < 0 || slot[i] >= dc->max_inputs)
+            return tt_err("input slot %d outside the %d planned", slot[i], dc->max_inputs);
+        if (src_len[i] < 1) return tt_err("input %d: empty source", i);
+        dc->src_len[slot[i]] = src_len[i];
+    }
     if (!dc->encdec) return 0;
-    const ModelConfig *c = &dc->m->cfg;
     int S = 0;
     for (int i = 0; i < n; i++) {
-        if (src_len[i] < 1) return tt_err("input %d: empty source", i);
         if (src_len[i] > dc->max_src)
             return tt_err("input %d: source of %d tokens, more than the %d planned", i, src_len[i], dc->max_src);
         if (src_len[i] > S) S = src_len[i];
     }
+    const ModelConfig *c = &dc->m->cfg;
     int pad = c->pad_id >= 0 ? c->pad_id : 0;
     for (int i = 0; i < n; i++)
         for (int s = 0; s < S; s++) {
@@ -101,22 +108,31 @@ int decode_cache_begin(DecodeCache *dc, int n, const int *const *src, const int 
         }
     const real *enc = model_encode(dc->m, dc->src_pad, dc->src_mask, n, S);
     if (!enc) return -1;
-    dc->S = S;
     long C = dc->C, ns = (long)dc->max_inputs * dc->max_src;
     for (int l = 0; l < dc->L; l++) {
         const AttnParams *a = &dc->m->p.dec[l].cross;
-        /* k_w, v_w (and their biases) are adjacent: one (n*S, 2C) product */
+        /* k_w, v_w (and their biases) are adjacent: one (n*S, 2C) product into the scratch
+         * rows, then each source's rows to its slot (slot * max_src) */
+        real *kv = dc->kv_scratch;
+        int done = 0;
 #if !REAL_IS_DOUBLE
         ModelQ8 *q8 = dc->m->q8;
-        if (q8 && q8->dec[l].ckv.q &&
-            q8_linear(q8->path, enc, n * S, (int)C, &q8->dec[l].ckv, a->k_b, dc->cross_kv + l * ns * 2 * C, 2 * (int)C,
-                      &q8->scratch) == 0)
-            continue;
+        done = q8 && q8->dec[l].ckv.q &&
+               q8_linear(q8->path, enc, n * S, (int)C, &q8->dec[l].ckv, a->k_b, kv, 2 * (int)C, &q8->scratch) == 0;
 #endif
-        linear_forward(dc->cross_kv + l * ns * 2 * C, 2 * (int)C, enc, a->k_w, a->k_b, n * S, (int)C, 2 * (int)C,
-                       W_OUT_IN);
+        if (!done) linear_forward(kv, 2 * (int)C, enc, a->k_w, a->k_b, n * S, (int)C, 2 * (int)C, W_OUT_IN);
+        for (int i = 0; i < n; i++)
+            memcpy(dc->cross_kv + (l * ns + (long)slot[i] * dc->max_src) * 2 * C, kv + (long)i * S * 2 * C,
+                   sizeof(real) * (size_t)src_len[i] * 2 * C);
     }
     return 0;
+}
+
+int decode_cache_begin(DecodeCache *dc, int n, const int *const *src, const int *src_len) {
+    dc->pool_used = 0;
+    if (n > dc->max_inputs) return tt_err("%d inputs in a batch, more than the %d planned", n, dc->max_inputs);
+    for (int i = 0; i < n; i++) dc->slot_ids[i] = i;
+    return decode_cache_add(dc, n, dc->slot_ids, src, src_len);
 }
 
 /* ---- attention over the cache ---- */
@@ -164,7 +180,7 @@ static void attention_rows(int begin, int end, int part, void *arg) {
         if (j->cross) {
             int b = j->r->input[i], n = dc->src_len[b];
             long ns = (long)dc->max_inputs * dc->max_src;
-            const real *kv = dc->cross_kv + (j->layer * ns + (long)b * dc->S) * 2 * C + h * D;
+            const real *kv = dc->cross_kv + (j->layer * ns + (long)b * dc->max_src) * 2 * C + h * D;
             for (int t = 0; t < n; t++) s[t] = dot_f(q, kv + t * 2 * C, D) * j->scale;
             softmax_inplace(s, n);
             for (int t = 0; t < n; t++) {
@@ -290,7 +306,8 @@ int decode_step(DecodeCache *dc, const StepRows *r, const int *logit_rows, int n
         layernorm_forward(dc->ln, NULL, NULL, dc->att, p->dec_ln_final_w, p->dec_ln_final_b, n_logits, C, c->ln_eps);
         y = dc->ln;
     }
-    dlin(dc, dc->m->q8 ? &dc->m->q8->lm_head : NULL, logits, dc->V, y, p->lm_head, p->final_logits_bias, n_logits, C, dc->V,
+    if (n_logits > 0)
+        dlin(dc, dc->m->q8 ? &dc->m->q8->lm_head : NULL, logits, dc->V, y, p->lm_head, p->final_logits_bias, n_logits, C, dc->V,
          W_OUT_IN);
     dc->pool_used += M;
     return 0;
