@@ -110,6 +110,21 @@ int generator_run(Generator *gen, int n, const int *const *src, const int *src_l
  * input i draws from stream (seeds[i], stream[i]) whatever else shares the batch. */
 int generator_run_seeded(Generator *gen, int n, const int *const *src, const int *src_len, const uint64_t *stream,
                          const uint64_t *seeds, const GenOutput **out);
+/* Continuous batching: generator_serve runs one decoding batch that inputs join at step
+ * boundaries and leave when finished. Before every step it calls admit(ctx, room, ...) for up
+ * to room new inputs (their sources, random streams, seeds and a tag of the caller's), and
+ * done(ctx, tag, out) as each input finishes (out NULL when its source was refused; the
+ * reason is tt_errmsg()). It returns 0 once nothing is decoding and admit gave nothing, -1 on
+ * an error. Each input's result equals generator_run's for it alone. */
+typedef struct {
+    int (*admit)(void *ctx, int room, const int **src, int *src_len, uint64_t *stream, uint64_t *seed, void **tag);
+    void (*done)(void *ctx, void *tag, const GenOutput *out);
+    void *ctx;
+} GenServe;
+int generator_serve(Generator *gen, const GenServe *cb);
+/* A generator for generator_serve: its key/value pool holds `waves` full batches' worth of
+ * hypotheses (rows are reclaimed only when nothing decodes; 0: generator_new's size). */
+Generator *generator_new_pooled(Model *m, const GenConfig *g, int max_inputs, int max_src_tokens, int waves);
 /* Largest number of new tokens an input may receive (from max_new_tokens / max_length). */
 int gen_max_new_tokens(const GenConfig *g, const ModelConfig *c, int prompt_len);
 

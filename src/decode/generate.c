@@ -75,6 +75,9 @@ struct Generator {
     Cand *cand;            /* (parts, 2 * num_beams) */
     const int *const *src;
     const int *src_len;
+    /* continuous batching (generator_serve) */
+    unsigned char *in_use;  /* (max_inputs) input slot holds a live input */
+    void **tags;            /* (max_inputs) the caller's tag of each live input */
 };
 
 static uint64_t mix64(uint64_t x) {
@@ -114,10 +117,16 @@ void generator_free(Generator *gen) {
     tt_free(gen->iwork);
     tt_free(gen->mark);
     tt_free(gen->cand);
+    tt_free(gen->in_use);
+    tt_free(gen->tags);
     free(gen);
 }
 
 Generator *generator_new(Model *m, const GenConfig *g, int max_inputs, int max_src_tokens) {
+    return generator_new_pooled(m, g, max_inputs, max_src_tokens, 0);
+}
+
+Generator *generator_new_pooled(Model *m, const GenConfig *g, int max_inputs, int max_src_tokens, int waves) {
     if (gen_config_check(g)) return NULL;
     const ModelConfig *c = &m->cfg;
     int encdec = model_is_encdec(c);
@@ -161,6 +170,9 @@ Generator *generator_new(Model *m, const GenConfig *g, int max_inputs, int max_s
     int first_rows = encdec ? max_inputs : max_inputs * max_src_tokens;
     int step_rows = first_rows > gen->max_slots ? first_rows : gen->max_slots;
     long pool = (long)first_rows + (long)(gen->max_new_cap - 1) * gen->max_slots;
+    /* generator_serve: room for `waves` full batches of inputs joining before the pool is
+     * reclaimed (when nothing decodes) */
+    if (waves > 0) pool = (long)waves * ((long)gen->max_slots * (gen->max_new_cap + 1) + (encdec ? 0 : (long)max_inputs * max_src_tokens));
     if (!g->full_recompute && decode_cache_init(&gen->dc, m, step_rows, pool, max_ctx, max_inputs, max_src_tokens)) {
         free(gen);
         return NULL;
@@ -195,9 +207,12 @@ Generator *generator_new(Model *m, const GenConfig *g, int max_inputs, int max_s
     gen->iwork = tt_alloc(I * (size_t)gen->parts * V);
     gen->mark = tt_alloc((size_t)gen->parts * V);
     gen->cand = tt_alloc(sizeof(Cand) * (size_t)gen->parts * 2 * nb);
+    gen->in_use = tt_alloc((size_t)max_inputs);
+    gen->tags = tt_alloc(sizeof(void *) * (size_t)max_inputs);
     int ok = gen->proto_seq && gen->proto_tab && gen->logits && gen->row_lse && gen->row_tok && gen->row_pos && gen->row_input &&
              gen->logit_rows && gen->row_table && gen->active && gen->in && gen->dec_store && gen->entry_store && gen->entry_tokens &&
-             gen->outs && gen->out_hyps && gen->out_tokens && gen->work && gen->iwork && gen->mark && gen->cand;
+             gen->outs && gen->out_hyps && gen->out_tokens && gen->work && gen->iwork && gen->mark && gen->cand &&
+             gen->in_use && gen->tags;
     for (int i = 0; i < 2; i++) ok = ok && gen->slots[i] && gen->seq_store[i] && gen->tab_store[i];
     if (!ok) {
         generator_free(gen);
@@ -561,6 +576,30 @@ static void compact(Generator *gen, const int *active, int n_active) {
     gen->n_slots = ns;
 }
 
+/* Input slot i's state for a new input: its budget, random stream (seed, stream) and empty
+ * results. 0, or -1 naming what is wrong with the source. */
+static int input_init(Generator *gen, int i, const int *src, int src_len, uint64_t stream, uint64_t seed) {
+    const ModelConfig *c = &gen->m->cfg;
+    if (src_len < 1) return tt_err("empty");
+    if (src_len > gen->max_src) return tt_err("%d tokens, more than the %d planned", src_len, gen->max_src);
+    for (int t = 0; t < src_len; t++)
+        if (src[t] < 0 || src[t] >= gen->V) return tt_err("token id %d outside the vocabulary", src[t]);
+    InputState *in = &gen->in[i];
+    int prompt = model_is_encdec(c) ? 1 : src_len;
+    in->prompt_len = prompt;
+    in->max_new = gen_max_new_tokens(&gen->g, c, prompt);
+    if (in->max_new > gen->max_new_cap) in->max_new = gen->max_new_cap;
+    if (in->max_new < 1)
+        return tt_err("a prompt of %d tokens leaves no room for new tokens (max_length %d, %d positions)", src_len,
+                      gen->g.max_length, c->max_positions);
+    in->done = 0;
+    in->n_hyps = in->n_inserted = 0;
+    in->worst = 1e9;
+    rng_seed(&in->rng, mix64(seed ^ mix64(stream + 1)));
+    for (int k = 0; k < gen->K; k++) gen->outs[i].hyps[k].n_tokens = 0;
+    return 0;
+}
+
 int generator_run(Generator *gen, int n, const int *const *src, const int *src_len, const uint64_t *stream,
                   const GenOutput **out) {
     return generator_run_seeded(gen, n, src, src_len, stream, NULL, out);
@@ -568,29 +607,11 @@ int generator_run(Generator *gen, int n, const int *const *src, const int *src_l
 
 int generator_run_seeded(Generator *gen, int n, const int *const *src, const int *src_len, const uint64_t *stream,
                          const uint64_t *seeds, const GenOutput **out) {
-    const ModelConfig *c = &gen->m->cfg;
     if (n < 1 || n > gen->max_inputs) return tt_err("generator_run: %d inputs (planned for 1..%d)", n, gen->max_inputs);
     if (tt_threads() > gen->parts) return tt_err("generator_run: more threads than when the generator was made");
-    for (int i = 0; i < n; i++) {
-        if (src_len[i] < 1) return tt_err("input %d is empty", i);
-        if (src_len[i] > gen->max_src)
-            return tt_err("input %d has %d tokens, more than the %d planned", i, src_len[i], gen->max_src);
-        for (int t = 0; t < src_len[i]; t++)
-            if (src[i][t] < 0 || src[i][t] >= gen->V) return tt_err("input %d: token id %d outside the vocabulary", i, src[i][t]);
-        InputState *in = &gen->in[i];
-        int prompt = model_is_encdec(c) ? 1 : src_len[i];
-        in->max_new = gen_max_new_tokens(&gen->g, c, prompt);
-        if (in->max_new > gen->max_new_cap) in->max_new = gen->max_new_cap;
-        if (in->max_new < 1)
-            return tt_err("input %d: a prompt of %d tokens leaves no room for new tokens (max_length %d, %d positions)",
-                          i, src_len[i], gen->g.max_length, c->max_positions);
-        in->done = 0;
-        in->n_hyps = in->n_inserted = 0;
-        in->worst = 1e9;
-        uint64_t seed = seeds ? seeds[i] : gen->g.seed;
-        rng_seed(&in->rng, mix64(seed ^ mix64(stream ? stream[i] + 1 : (uint64_t)i + 1)));
-        for (int k = 0; k < gen->K; k++) gen->outs[i].hyps[k].n_tokens = 0;
-    }
+    for (int i = 0; i < n; i++)
+        if (input_init(gen, i, src[i], src_len[i], stream ? stream[i] : (uint64_t)i, seeds ? seeds[i] : gen->g.seed))
+            return tt_err_wrap("input %d", i);
     gen->src = src;
     gen->src_len = src_len;
     if (!gen->g.full_recompute && decode_cache_begin(&gen->dc, n, src, src_len)) return -1;
@@ -613,4 +634,134 @@ int generator_run_seeded(Generator *gen, int n, const int *const *src, const int
     }
     *out = gen->outs;
     return 0;
+}
+
+/* ---- continuous batching ---- */
+
+/* The pool rows an input may still take: R hypotheses, one row per step each, until its
+ * budget, plus a decoder-only prompt fed before its first step. */
+static long input_rows_left(const Generator *gen, int i) {
+    const InputState *in = &gen->in[i];
+    int done_steps = 0;
+    if (in->slot_count > 0) done_steps = gen->slots[gen->cur][in->slot_begin].n_new;
+    return (long)gen->R * (in->max_new - done_steps + 1);
+}
+
+int generator_serve(Generator *gen, const GenServe *cb) {
+    if (gen->g.full_recompute) return tt_err("generator_serve: not with full_recompute");
+    if (tt_threads() > gen->parts) return tt_err("generator_serve: more threads than when the generator was made");
+    const ModelConfig *c = &gen->m->cfg;
+    int encdec = model_is_encdec(c), Q = gen->max_seq, V = gen->V, R = gen->R;
+    int start = gen->g.decoder_start_id >= 0 ? gen->g.decoder_start_id : gen->g.bos_id;
+    int *list = gen->active, n_active = 0;
+    memset(gen->in_use, 0, (size_t)gen->max_inputs);
+    gen->dc.pool_used = 0;
+    gen->n_slots = 0;
+    gen->cur = 0;
+    gen->first_rows = 0;
+    const int **nsrc = malloc(sizeof(int *) * (size_t)gen->max_inputs);
+    int *nlen = malloc(sizeof(int) * (size_t)gen->max_inputs), *nslot = malloc(sizeof(int) * (size_t)gen->max_inputs);
+    uint64_t *nstream = malloc(sizeof(uint64_t) * (size_t)gen->max_inputs);
+    uint64_t *nseed = malloc(sizeof(uint64_t) * (size_t)gen->max_inputs);
+    void **ntag = malloc(sizeof(void *) * (size_t)gen->max_inputs);
+    int rc = nsrc && nlen && nslot && nstream && nseed && ntag ? 0 : tt_err("out of memory");
+    while (!rc) {
+        /* admission, at a step boundary: free input slots, and pool rows for every live
+         * input's worst case plus the new ones' */
+        int room = 0;
+        for (int i = 0; i < gen->max_inputs; i++) room += !gen->in_use[i];
+        long need = 0;
+        for (int a = 0; a < n_active; a++) need += input_rows_left(gen, list[a]);
+        long per_new = (long)R * (gen->max_new_cap + 1) + (encdec ? 0 : gen->max_src);
+        long fit = (gen->dc.pool_cap - gen->dc.pool_used - need) / per_new;
+        if (fit < room) room = fit > 0 ? (int)fit : 0;
+        int k = room > 0 ? cb->admit(cb->ctx, room, nsrc, nlen, nstream, nseed, ntag) : 0;
+        if (k < 0) k = 0;
+        if (k > room) k = room;
+        /* the new inputs: slots, state, sources */
+        int added = 0;
+        for (int q = 0; q < k; q++) {
+            int b = 0;
+            while (gen->in_use[b]) b++;
+            if (input_init(gen, b, nsrc[q], nlen[q], nstream[q], nseed[q])) {
+                /* a bad source is the caller's: answered as failed, the others go on */
+                tt_err_wrap("input");
+                gen->outs[b].n = 0;
+                cb->done(cb->ctx, ntag[q], NULL);
+                gen->outs[b].n = gen->K;
+                continue;
+            }
+            gen->in_use[b] = 1;
+            gen->tags[b] = ntag[q];
+            nsrc[added] = nsrc[q], nlen[added] = nlen[q], nslot[added] = b;
+            added++;
+        }
+        if (added && decode_cache_add(&gen->dc, added, nslot, nsrc, nlen)) {
+            rc = -1;
+            break;
+        }
+        if (!encdec && added) {
+            /* a decoder-only prompt but its last token, fed now in one step; the last one goes
+             * with the first decoding step, one row per hypothesis */
+            int M = 0;
+            for (int q = 0; q < added; q++) {
+                int b = nslot[q], *tab = gen->proto_tab + (long)b * Q;
+                for (int p = 0; p + 1 < nlen[q]; p++, M++) {
+                    gen->row_tok[M] = nsrc[q][p], gen->row_pos[M] = p, gen->row_input[M] = b, gen->row_table[M] = tab;
+                }
+            }
+            if (M) {
+                StepRows r = {M, gen->row_tok, gen->row_pos, gen->row_input, gen->row_table};
+                if (decode_step(&gen->dc, &r, NULL, 0, gen->logits)) {
+                    rc = -1;
+                    break;
+                }
+            }
+        }
+        Slot *sl = gen->slots[gen->cur];
+        for (int q = 0; q < added; q++) {
+            int b = nslot[q];
+            InputState *in = &gen->in[b];
+            int *seq = gen->proto_seq + (long)b * Q;
+            if (encdec) seq[0] = start;
+            else memcpy(seq, nsrc[q], sizeof(int) * (size_t)nlen[q]);
+            in->slot_begin = gen->n_slots;
+            in->slot_count = R;
+            for (int kk = 0; kk < R; kk++) {
+                Slot *x = &sl[gen->n_slots];
+                x->input = b, x->k = kk, x->len = in->prompt_len, x->n_new = 0, x->row = gen->n_slots;
+                x->raw_lp = 0;
+                x->beam_score = kk == 0 ? 0 : -1e9;
+                memcpy(x->seq, seq, sizeof(int) * (size_t)x->len);
+                if (x->len > 1) memcpy(x->table, gen->proto_tab + (long)b * Q, sizeof(int) * (size_t)(x->len - 1));
+                gen->n_slots++;
+            }
+            list[n_active++] = b;
+        }
+        if (n_active == 0) break;
+        /* one step for every hypothesis: the newcomers' first, the others' next */
+        if (model_step(gen)) {
+            rc = -1;
+            break;
+        }
+        tt_parallel_range(gen->n_slots, lse_range, gen);
+        ChooseJob job = {gen, list};
+        tt_parallel_range(n_active, choose_range, &job);
+        int keep = 0;
+        for (int a = 0; a < n_active; a++) {
+            int b = list[a];
+            if (gen->in[b].done) {
+                cb->done(cb->ctx, gen->tags[b], &gen->outs[b]);
+                gen->in_use[b] = 0;
+            } else {
+                list[keep++] = b;
+            }
+        }
+        n_active = keep;
+        if (n_active) compact(gen, list, n_active);
+        else gen->n_slots = 0, gen->dc.pool_used = 0; /* nothing references the pool any more */
+        (void)V;
+    }
+    free(nsrc), free(nlen), free(nslot), free(nstream), free(nseed), free(ntag);
+    return rc;
 }
