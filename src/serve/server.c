@@ -36,8 +36,16 @@ void serve_options_default(ServeOptions *o) {
     o->max_source_tokens = 256;
 }
 
+struct Job;
+typedef struct {
+    struct Job *j;
+    int i; /* the input's index in its request */
+} InTag;
+
 typedef struct Job {
     ServeRequest req;
+    InTag *tags;           /* per input: what the generator hands back when it is done */
+    int admitted, n_done;  /* inputs admitted into the decoding batch; answered */
     GenConfig g;
     int **ids;             /* per input: <s> tokens </s> */
     int *len;
@@ -47,7 +55,8 @@ typedef struct Job {
     char error[256];
     double t_enqueued;
     pthread_cond_t cond;
-    struct Job *next;
+    struct Job *next;      /* the queue */
+    struct Job *rnext;     /* the running list (wholly admitted, not yet answered) */
 } Job;
 
 enum { N_BUCKETS = 12 };
@@ -69,13 +78,13 @@ struct Server {
     pthread_mutex_t mu;
     pthread_cond_t wake;
     pthread_t worker;
-    Job *head, *tail;
+    Job *head, *tail, *run;
     int queued, running, stopping, worker_up;
     /* metrics */
     unsigned long req_ok, req_400, req_413, req_503, req_404, req_500, tokens_out, batches, batch_inputs;
     unsigned long lat_count, lat_bucket[N_BUCKETS];
     double lat_sum;
-    int last_batch;
+    int last_batch, live_inputs;
     int delay_ms;
     /* generators by decoding (the worker's only), each sized for max_batch inputs: reused, so
      * that a steady load allocates nothing */
@@ -100,7 +109,7 @@ static Generator *generator_for(Server *s, const GenConfig *g) {
         slot = oldest;
         generator_free(s->cache[slot].gen);
         s->cache[slot].g = *g;
-        s->cache[slot].gen = generator_new(s->m, g, s->o.max_batch, s->max_src);
+        s->cache[slot].gen = generator_new_pooled(s->m, g, s->o.max_batch, s->max_src, 4);
     }
     s->cache[slot].used = ++s->uses;
     return s->cache[slot].gen;
@@ -114,6 +123,7 @@ static void job_free(Job *j) {
     for (int i = 0; i < j->req.n_inputs; i++) free(j->ids ? j->ids[i] : NULL);
     free(j->ids);
     free(j->len);
+    free(j->tags);
     if (j->texts)
         for (int i = 0; i < j->req.n_inputs * j->k; i++) free(j->texts[i]);
     free(j->texts);
@@ -122,61 +132,115 @@ static void job_free(Job *j) {
     free(j);
 }
 
-static void run_batch(Server *s, Job **jobs, int n_jobs) {
-    int n = 0;
-    for (int q = 0; q < n_jobs; q++) n += jobs[q]->req.n_inputs;
-    const int **src = malloc(sizeof(int *) * (size_t)n);
-    int *len = malloc(sizeof(int) * (size_t)n);
-    uint64_t *stream = malloc(sizeof(uint64_t) * (size_t)n), *seeds = malloc(sizeof(uint64_t) * (size_t)n);
-    int rc = src && len && stream && seeds ? 0 : tt_err("out of memory");
-    int i = 0;
-    for (int q = 0; q < n_jobs && !rc; q++)
-        for (int t = 0; t < jobs[q]->req.n_inputs; t++, i++) {
-            src[i] = jobs[q]->ids[t], len[i] = jobs[q]->len[t];
-            stream[i] = (uint64_t)t, seeds[i] = jobs[q]->g.seed;
+/* The worker's continuous batching (generator_serve): at every step boundary the generator
+ * asks for inputs; they come from the queue in order, request after request, while requests
+ * decode as the running batch does; each input leaves the batch when it is done, and its
+ * request is answered when its last input is. */
+typedef struct {
+    Server *s;
+    GenConfig g;
+} Work;
+
+static int admit_cb(void *ctx, int room, const int **src, int *len, uint64_t *stream, uint64_t *seed, void **tag) {
+    Work *w = ctx;
+    Server *s = w->s;
+    int k = 0;
+    pthread_mutex_lock(&s->mu);
+    while (k < room && s->head && same_decoding(&s->head->g, &w->g)) {
+        Job *j = s->head;
+        while (k < room && j->admitted < j->req.n_inputs) {
+            int t = j->admitted++;
+            src[k] = j->ids[t], len[k] = j->len[t], stream[k] = (uint64_t)t, seed[k] = j->g.seed;
+            tag[k] = &j->tags[t];
+            k++;
         }
-    GenConfig g = jobs[0]->g;
-    gen_config_limit_to_tokenizer(&g, &s->m->cfg, s->tok);
-    Generator *gen = rc ? NULL : generator_for(s, &g);
-    const GenOutput *out = NULL;
-    if (!rc) rc = gen ? generator_run_seeded(gen, n, src, len, stream, seeds, &out) : -1;
-    unsigned long tokens = 0;
-    i = 0;
-    for (int q = 0; q < n_jobs; q++) {
-        Job *j = jobs[q];
-        if (rc) {
-            j->failed = 1;
-            snprintf(j->error, sizeof j->error, "%s", tt_errmsg());
-            continue;
-        }
-        j->texts = calloc((size_t)j->req.n_inputs * j->k, sizeof(char *));
-        for (int t = 0; t < j->req.n_inputs; t++, i++)
-            for (int k = 0; k < j->k; k++) {
-                const GenHypothesis *h = &out[i].hyps[k];
-                tokens += (unsigned long)h->n_tokens;
-                if (j->texts) j->texts[(size_t)t * j->k + k] = tokenizer_decode(s->tok, h->tokens, (size_t)h->n_tokens, 1, NULL);
-            }
-        if (!j->texts) j->failed = 1, snprintf(j->error, sizeof j->error, "out of memory");
+        if (j->admitted < j->req.n_inputs) break;
+        /* wholly admitted: out of the queue, running */
+        s->head = j->next;
+        if (!s->head) s->tail = NULL;
+        j->next = NULL;
+        s->queued--;
+        s->running++;
+        j->rnext = s->run;
+        s->run = j;
     }
-    free(src), free(len), free(stream), free(seeds);
+    s->live_inputs += k;
+    if (s->live_inputs > 0) s->last_batch = s->live_inputs;
+    pthread_mutex_unlock(&s->mu);
+    if (k && s->delay_ms > 0) {
+        /* testing (TUTOR_SERVE_DELAY_MS): a slow model, so that queues fill */
+        struct timespec ts = {s->delay_ms / 1000, (long)(s->delay_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return k;
+}
+
+static void done_cb(void *ctx, void *tag, const GenOutput *out) {
+    Work *w = ctx;
+    Server *s = w->s;
+    InTag *t = tag;
+    Job *j = t->j;
+    unsigned long tokens = 0;
+    if (!out) {
+        j->failed = 1;
+        snprintf(j->error, sizeof j->error, "%s", tt_errmsg());
+    } else {
+        for (int k = 0; k < j->k && k < out->n; k++) {
+            const GenHypothesis *h = &out->hyps[k];
+            tokens += (unsigned long)h->n_tokens;
+            char **slot = &j->texts[(size_t)t->i * j->k + k];
+            *slot = tokenizer_decode(s->tok, h->tokens, (size_t)h->n_tokens, 1, NULL);
+            if (!*slot) j->failed = 1, snprintf(j->error, sizeof j->error, "out of memory");
+        }
+    }
     pthread_mutex_lock(&s->mu);
     s->tokens_out += tokens;
-    s->batches++;
-    s->batch_inputs += (unsigned long)n;
-    s->last_batch = n;
-    for (int q = 0; q < n_jobs; q++) {
-        jobs[q]->done = 1;
-        if (jobs[q]->abandoned) job_free(jobs[q]); /* its connection timed out and left */
-        else pthread_cond_signal(&jobs[q]->cond);
+    s->live_inputs--;
+    if (++j->n_done == j->req.n_inputs) {
+        for (Job **pp = &s->run; *pp; pp = &(*pp)->rnext)
+            if (*pp == j) {
+                *pp = j->rnext;
+                break;
+            }
+        j->done = 1;
+        s->running--;
+        s->batches++;
+        s->batch_inputs += (unsigned long)j->req.n_inputs;
+        if (j->abandoned) job_free(j); /* its connection timed out and left */
+        else pthread_cond_signal(&j->cond);
     }
-    s->running = 0;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* After a generation error: every request the generator held (running, or partly
+ * admitted at the queue's head) is answered 500 with the reason. */
+static void fail_held(Server *s, const char *why) {
+    pthread_mutex_lock(&s->mu);
+    Job *held[2] = {s->run, s->head && s->head->admitted > 0 ? s->head : NULL};
+    s->run = NULL;
+    if (held[1]) {
+        s->head = held[1]->next;
+        if (!s->head) s->tail = NULL;
+        s->queued--;
+        held[1]->next = NULL;
+        held[1]->rnext = NULL;
+    }
+    for (int h = 0; h < 2; h++)
+        for (Job *j = held[h], *nx; j; j = nx) {
+            nx = h == 0 ? j->rnext : NULL;
+            j->failed = 1, j->done = 1;
+            snprintf(j->error, sizeof j->error, "generation failed: %s", why);
+            if (h == 0) s->running--;
+            if (j->abandoned) job_free(j);
+            else pthread_cond_signal(&j->cond);
+        }
+    s->live_inputs = 0;
     pthread_mutex_unlock(&s->mu);
 }
 
 static void *worker_main(void *arg) {
     Server *s = arg;
     tt_set_threads(s->o.threads);
-    Job **batch = malloc(sizeof(Job *) * (size_t)(s->o.queue_cap + 1));
     for (;;) {
         pthread_mutex_lock(&s->mu);
         while (!s->head && !s->stopping) pthread_cond_wait(&s->wake, &s->mu);
@@ -184,34 +248,38 @@ static void *worker_main(void *arg) {
             pthread_mutex_unlock(&s->mu);
             break;
         }
-        /* the oldest request, and every queued one that decodes alike while inputs fit */
-        int nb = 0, inputs = 0;
-        Job **pp = &s->head, *prev = NULL;
-        GenConfig first = s->head->g;
-        while (*pp) {
-            Job *j = *pp;
-            int fits = nb == 0 || (inputs + j->req.n_inputs <= s->o.max_batch && same_decoding(&first, &j->g));
-            if (fits && batch) {
-                batch[nb++] = j;
-                inputs += j->req.n_inputs;
-                *pp = j->next;
-                if (s->tail == j) s->tail = prev;
-                s->queued--;
-            } else {
-                prev = j;
-                pp = &j->next;
+        Work w = {s, s->head->g};
+        pthread_mutex_unlock(&s->mu);
+        GenConfig g = w.g;
+        gen_config_limit_to_tokenizer(&g, &s->m->cfg, s->tok);
+        Generator *gen = generator_for(s, &g);
+        GenServe cb = {admit_cb, done_cb, &w};
+        if (!gen || generator_serve(gen, &cb)) {
+            /* the model failed: every request it was decoding is answered 500 */
+            char why[256];
+            snprintf(why, sizeof why, "%s", tt_errmsg());
+            tt_info("serve: generation failed: %s", why);
+            fail_held(s, why);
+            /* the generator's state is gone with the error: a new one next time */
+            for (int k = 0; k < 4; k++)
+                if (gen && s->cache[k].gen == gen) generator_free(gen), s->cache[k].gen = NULL;
+            if (!gen) {
+                /* no generator could be made for the head's decoding: it fails too */
+                pthread_mutex_lock(&s->mu);
+                Job *j = s->head;
+                if (j && same_decoding(&j->g, &w.g)) {
+                    s->head = j->next;
+                    if (!s->head) s->tail = NULL;
+                    s->queued--;
+                    j->failed = 1, j->done = 1;
+                    snprintf(j->error, sizeof j->error, "%s", why);
+                    if (j->abandoned) job_free(j);
+                    else pthread_cond_signal(&j->cond);
+                }
+                pthread_mutex_unlock(&s->mu);
             }
         }
-        s->running = nb;
-        pthread_mutex_unlock(&s->mu);
-        if (s->delay_ms > 0) {
-            /* testing (TUTOR_SERVE_DELAY_MS): a slow model, so that queues fill */
-            struct timespec ts = {s->delay_ms / 1000, (long)(s->delay_ms % 1000) * 1000000L};
-            nanosleep(&ts, NULL);
-        }
-        if (nb) run_batch(s, batch, nb);
     }
-    free(batch);
     return NULL;
 }
 
@@ -290,7 +358,10 @@ static int prepare(Server *s, Job *j, char *why, size_t why_len) {
     int n = j->req.n_inputs;
     j->ids = calloc((size_t)n, sizeof(int *));
     j->len = calloc((size_t)n, sizeof(int));
-    if (!j->ids || !j->len) return snprintf(why, why_len, "out of memory"), -1;
+    j->tags = calloc((size_t)n, sizeof(InTag));
+    j->texts = calloc((size_t)n * (size_t)(j->g.num_return_sequences > 0 ? j->g.num_return_sequences : 1), sizeof(char *));
+    if (!j->ids || !j->len || !j->tags || !j->texts) return snprintf(why, why_len, "out of memory"), -1;
+    for (int i = 0; i < n; i++) j->tags[i] = (InTag){j, i};
     TokenIds ids = {0};
     TokenizerEncodeOptions eo = {0, 0, 0};
     int rc = 0;
@@ -377,11 +448,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     pthread_cond_init(&j->cond, NULL);
     char why[512];
     if (serve_request_parse(u->body ? u->body : "", u->n, s->o.max_inputs, &j->req, why, sizeof why) ||
-        serve_request_config(&j->req, &s->base, &j->g, why, sizeof why) || prepare(s, j, why, sizeof why)) {
+        serve_request_config(&j->req, &s->base, &j->g, why, sizeof why) ||
+        (j->k = j->g.num_return_sequences, prepare(s, j, why, sizeof why))) {
         job_free(j);
         return reply_error(s, c, 400, why);
     }
-    j->k = j->g.num_return_sequences;
     pthread_mutex_lock(&s->mu);
     if (s->stopping || s->queued >= s->o.queue_cap) {
         int stopping = s->stopping;
@@ -403,10 +474,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         if (pthread_cond_timedwait(&j->cond, &s->mu, &until) == ETIMEDOUT && !j->done) break;
     }
     if (!j->done) {
-        /* still queued: take it out; running: the worker frees it when done */
+        /* still queued and none of it admitted: take it out; otherwise the worker frees it
+         * when its admitted inputs are done */
         Job **pp = &s->head, *prev = NULL;
         int was_queued = 0;
-        while (*pp) {
+        while (*pp && j->admitted == 0) {
             if (*pp == j) {
                 *pp = j->next;
                 if (s->tail == j) s->tail = prev;
