@@ -35,6 +35,13 @@ static void setup_task(void) {
     cr_assert(system(cmd) == 0, "setup failed: %s", cmd);
 }
 
+/* Under the sanitizers (make test SANITIZE=1, ten times slower) only the main --quick test
+ * runs: the others cover paths the release run checks. */
+static void skip_under_sanitizer(void) {
+    const char *san = getenv("SANITIZE");
+    if (san && !strcmp(san, "1")) cr_skip_test("release build only (SANITIZE=1 runs the main --quick test)");
+}
+
 static int run_study(const char *out, const char *extra, const char *log) {
     char cmd[3000];
     snprintf(cmd, sizeof cmd,
@@ -198,6 +205,7 @@ Test(study, bad_flags) {
 /* Without --teacher the study trains one first (tokenizer, pretraining, fine-tuning, tuned
  * decoding) into OUT/teacher, then runs the stages asked for (here S3 only). */
 Test(study, trains_its_teacher, .timeout = 600) {
+    skip_under_sanitizer();
     char dir[256], cmd[3000];
     test_tmpdir(dir, sizeof dir);
     const char *d = "build/data/debdesc";
@@ -231,6 +239,7 @@ Test(study, trains_its_teacher, .timeout = 600) {
 /* A decoder-only (GPT-2) teacher: the other family's student is fine-tuned without it, and
  * KD, attention-relation KD, student PTs and Joint-Teaching run on decoder-only students. */
 Test(study, decoder_only_teacher, .timeout = 600) {
+    skip_under_sanitizer();
     char dir[256], cmd[3000];
     test_tmpdir(dir, sizeof dir);
     const char *d = "build/data/debdesc";
@@ -271,6 +280,7 @@ Test(study, decoder_only_teacher, .timeout = 600) {
 /* A row whose training fails is recorded as failed (with the reason) and the study goes on:
  * here S3-noisy-kd finds a corrupted checkpoint in its folder. */
 Test(study, failed_row_recorded_and_study_goes_on, .timeout = 600) {
+    skip_under_sanitizer();
     setup_task();
     char out[400], path[500], log[400];
     snprintf(out, sizeof out, "%s/study", g_dir);
