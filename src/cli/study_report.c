@@ -449,6 +449,17 @@ int study_report_write(const StudyReport *rep) {
                 "- Best - fine-tuned, paired bootstrap 95%% interval: ROUGE-L %s; BLEU %s.\n\n",
                 rep->speed_bar, B->name, B->what, T->rL, ft->name, ft->rL, B->rL, keep, deployed_speed(B),
                 B->speed_greedy, closed, gap, rl, bl);
+        /* the bars of the study (issue 11): each met or not, with its number */
+        int b1 = keep >= 90, b2 = deployed_speed(B) >= rep->speed_bar, b3 = isfinite(closed) && closed >= 60,
+            b4 = bc->have && bc->rL.lo > 0;
+        fprintf(md,
+                "| bar | needed | here | met |\n|---|---|---|---|\n"
+                "| share of the teacher's test ROUGE-L | >= 90%% | %.1f%% | %s |\n"
+                "| generation speed-up over the teacher | >= %.1fx | %.2fx | %s |\n"
+                "| share of the fine-tuned-to-teacher gap closed | >= 60%% | %.1f%% | %s |\n"
+                "| 95%% interval of best - fine-tuned (ROUGE-L) | above 0 | %s | %s |\n\n",
+                keep, b1 ? "yes" : "**no**", rep->speed_bar, deployed_speed(B), b2 ? "yes" : "**no**", closed,
+                b3 ? "yes" : "**no**", rl, b4 ? "yes" : "**no**");
     } else {
         fprintf(md, "Not all of teacher, fine-tuned student and best student have results yet.\n\n");
     }
