@@ -18,6 +18,13 @@ PKGS = libcjson libutf8proc libmicrohttpd
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -fno-trapping-math -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation -Iinclude -Isrc \
 	$(OPT) $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -I/usr/include/x86_64-linux-gnu/openblas-pthread $(CFLAGS)
 LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lopenblas -lpthread -lm
+# MPI (data-parallel training, sharded generation): on when OpenMPI's mpicc is installed
+# (Debian's libopenmpi-dev), off with MPI=0 or without it; a build without MPI runs as one process.
+MPI ?= $(if $(shell command -v mpicc 2>/dev/null),1,0)
+ifeq ($(MPI),1)
+CFLAGS_ALL += -DTUTOR_MPI $(shell mpicc -showme:compile 2>/dev/null)
+LIBS += $(shell mpicc -showme:link 2>/dev/null)
+endif
 LDFLAGS_ALL = $(OPT) $(LDFLAGS)
 
 LIB_SRC = $(filter-out src/cli/%,$(wildcard src/*/*.c))

@@ -86,4 +86,16 @@ void tt_parallel_range(int n, void (*fn)(int begin, int end, int part, void *ctx
 /* Monotonic clock in seconds. */
 double tt_now_s(void);
 
+/* ---- processes of a data-parallel run (core/dist.c; MPI when built with it and run under
+ * mpirun, else one process of rank 0) ---- */
+int dist_init(int *argc, char ***argv);
+void dist_finalize(void);
+int dist_rank(void);
+int dist_size(void);
+/* Element-wise sums over the ranks, in place (a no-op for one process). 0 or -1. */
+int dist_sum_f32(float *buf, size_t n);
+int dist_sum_f64(double *buf, size_t n);
+/* Rank 0's values to every rank. */
+int dist_bcast_f64(double *buf, size_t n);
+
 #endif

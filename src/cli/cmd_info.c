@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "tutor/cli.h"
+#include "tutor/core.h"
 #include "tutor/kernels.h"
 #include "tutor/model.h"
 
@@ -18,14 +19,22 @@ int cmd_info(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: tutor info [--tensors] MODEL_DIR\n"
-                   "       tutor info --blas\n\n"
+                   "       tutor info --blas | --mpi\n\n"
                    "Prints a model directory's architecture, sizes and parameter count.\n"
                    "  --tensors   also list every tensor with its shape\n"
                    "  --blas      print the OpenBLAS kernel set in use (tutor sets OPENBLAS_CORETYPE\n"
-                   "              itself when OpenBLAS misreads the CPU; scripts export this value)\n");
+                   "              itself when OpenBLAS misreads the CPU; scripts export this value)\n"
+                   "  --mpi       whether this build has MPI (data-parallel runs under mpirun)\n");
             return 0;
         } else if (!strcmp(argv[i], "--blas")) {
             printf("%s\n", gemm_blas_core());
+            return 0;
+        } else if (!strcmp(argv[i], "--mpi")) {
+#ifdef TUTOR_MPI
+            printf("on (rank %d of %d)\n", dist_rank(), dist_size());
+#else
+            printf("off (built without MPI)\n");
+#endif
             return 0;
         } else if (!strcmp(argv[i], "--tensors")) {
             tensors = 1;

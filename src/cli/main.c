@@ -35,8 +35,7 @@ static void usage(FILE *f) {
     for (int i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].what);
 }
 
-int main(int argc, char **argv) {
-    gemm_fix_blas_core(argv);
+static int run(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
         return 2;
@@ -50,4 +49,16 @@ int main(int argc, char **argv) {
     fprintf(stderr, "tutor: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;
+}
+
+int main(int argc, char **argv) {
+    gemm_fix_blas_core(argv);
+    /* under mpirun: one rank of a data-parallel run (core/dist.c) */
+    if (dist_init(&argc, &argv)) {
+        fprintf(stderr, "tutor: %s\n", tt_errmsg());
+        return 1;
+    }
+    int rc = run(argc, argv);
+    dist_finalize();
+    return rc;
 }

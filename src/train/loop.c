@@ -67,7 +67,7 @@ static int metrics_truncate(const char *path, long step) {
 }
 
 static void metrics_write(FILE *f, cJSON *o) {
-    char *s = cJSON_PrintUnformatted(o);
+    char *s = f ? cJSON_PrintUnformatted(o) : NULL; /* ranks other than 0 write nothing */
     if (s) {
         fputs(s, f);
         fputc('\n', f);
@@ -106,6 +106,7 @@ static int better(const Trainer *t, double a, double b) {
 }
 
 int trainer_save_model(Trainer *t) {
+    if (dist_rank() != 0) return 0; /* rank 0 writes models, checkpoints and logs */
     if (model_save(t->m, t->o.out_dir)) return -1;
     return t->parts.tok ? tokenizer_save_dir(t->parts.tok, t->o.out_dir, t->m->cfg.max_positions) : 0;
 }
@@ -200,15 +201,15 @@ Trainer *trainer_open(Model *m, const TrainOptions *o, const TrainParts *parts) 
         snprintf(where, sizeof where, "%s (checkpoint)", o->out_dir);
         int rc = components_restore(t, state, where);
         cJSON_Delete(state);
-        if (rc || metrics_truncate(metrics_path, t->st.step)) goto fail;
+        if (rc || (dist_rank() == 0 && metrics_truncate(metrics_path, t->st.step))) goto fail;
         tt_info("resumed from step %ld (best %s %.4f at step %ld)", t->st.step,
                 has_eval(t) ? parts->eval.metric : "-", t->st.best_dev, t->st.best_step);
     } else {
         if (o->resume) tt_info("%s: no checkpoint yet; starting from scratch", o->out_dir);
-        if (file_exists(metrics_path) && metrics_truncate(metrics_path, -1)) goto fail;
+        if (dist_rank() == 0 && file_exists(metrics_path) && metrics_truncate(metrics_path, -1)) goto fail;
     }
-    t->metrics = fopen(metrics_path, "a");
-    if (!t->metrics) {
+    t->metrics = dist_rank() == 0 ? fopen(metrics_path, "a") : NULL;
+    if (!t->metrics && dist_rank() == 0) {
         tt_err("%s: cannot open for writing", metrics_path);
         goto fail;
     }
@@ -269,16 +270,34 @@ int trainer_step(Trainer *t) {
     model_zero_grads(m);
     long update_tokens = 0;
     double update_loss = 0, update_weight = 0;
+    /* data parallel (N ranks): every rank walks the same batches; rank r computes batches
+     * r, r + N, ...; an update takes at least N batches; then the gradient sums and their
+     * weights are summed over the ranks: the update one process would make on them all */
+    int N = dist_size(), R = dist_rank();
+    long batches = 0;
     do {
         const Batch *b;
         long n_target;
         if (src->next(src->ctx, &b, &n_target) < 0) return -1;
-        double sum = 0, weight = 0;
-        if (loss->step(loss->ctx, m, b, &sum, &weight)) return -1;
-        update_loss += sum;
-        update_weight += weight;
+        if (N == 1 || batches % N == R) {
+            double sum = 0, weight = 0;
+            if (loss->step(loss->ctx, m, b, &sum, &weight)) return -1;
+            update_loss += sum;
+            update_weight += weight;
+        }
         update_tokens += n_target;
-    } while (update_tokens < o->update_tokens);
+        batches++;
+    } while (update_tokens < o->update_tokens || batches < N);
+    if (N > 1) {
+        double lw[2] = {update_loss, update_weight};
+#if REAL_IS_DOUBLE
+        int bad = dist_sum_f64(m->grads, m->n_params);
+#else
+        int bad = dist_sum_f32(m->grads, m->n_params);
+#endif
+        if (bad || dist_sum_f64(lw, 2)) return -1;
+        update_loss = lw[0], update_weight = lw[1];
+    }
     double w = update_weight > 0 ? update_weight : 1;
     scale_grads(m, 1.0 / w);
     double mean_loss = update_loss / w;
@@ -337,7 +356,13 @@ int trainer_evaluate(Trainer *t) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "step", (double)t->st.step);
     double value = NAN;
-    if (ev->evaluate(ev->ctx, t->m, &value, j)) {
+    /* rank 0 evaluates; every rank takes its value, so that best model, patience and stop
+     * agree everywhere */
+    if (dist_rank() == 0 && ev->evaluate(ev->ctx, t->m, &value, j)) {
+        cJSON_Delete(j);
+        return -1;
+    }
+    if (dist_size() > 1 && dist_bcast_f64(&value, 1)) {
         cJSON_Delete(j);
         return -1;
     }
@@ -369,6 +394,7 @@ int trainer_evaluate(Trainer *t) {
 }
 
 int trainer_save(Trainer *t) {
+    if (dist_rank() != 0) return 0;
     cJSON *c = components_json(t);
     if (!c) return -1;
     int rc = checkpoint_save(t->o.out_dir, t->m, t->parts.tok, &t->opt, &t->st, c, t->opts_json);
@@ -388,6 +414,15 @@ int trainer_run(Trainer *t) {
     const char *why = "max_steps reached";
     while (!stop) {
         const char *done = trainer_done(t);
+        if (dist_size() > 1) {
+            /* rank 0's clock decides a time limit */
+            double f = done ? 1 : 0;
+            if (dist_bcast_f64(&f, 1)) {
+                result = -1;
+                break;
+            }
+            done = f > 0 ? (done ? done : "stopped with rank 0") : NULL;
+        }
         if (done) {
             why = done;
             break;
@@ -408,6 +443,15 @@ int trainer_run(Trainer *t) {
                 why = "early stopping: the dev score stopped improving";
                 stop = 1;
             }
+        }
+        if (dist_size() > 1) {
+            /* a signal on any rank stops every rank, at the same step */
+            double f = stop_signal ? 1 : 0;
+            if (dist_sum_f64(&f, 1)) {
+                result = -1;
+                break;
+            }
+            if (f > 0 && !stop_signal) stop_signal = SIGTERM;
         }
         int do_save = (o->save_every > 0 && t->st.step % o->save_every == 0) || last || stop || stop_signal;
         if (do_save && trainer_save(t)) {
