@@ -97,5 +97,8 @@ int dist_sum_f32(float *buf, size_t n);
 int dist_sum_f64(double *buf, size_t n);
 /* Rank 0's values to every rank. */
 int dist_bcast_f64(double *buf, size_t n);
+/* Every rank's n bytes to rank 0, in rank order: *all (malloc'd, on rank 0 only; NULL elsewhere)
+ * and, if lens is not NULL, each rank's count. 0 or -1. */
+int dist_gather_bytes(const char *buf, size_t n, char **all, size_t **lens);
 
 #endif

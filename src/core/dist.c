@@ -79,3 +79,54 @@ int dist_bcast_f64(double *buf, size_t n) {
 #endif
     return 0;
 }
+
+int dist_gather_bytes(const char *buf, size_t n, char **all, size_t **lens) {
+    *all = NULL;
+    if (lens) *lens = NULL;
+#ifdef TUTOR_MPI
+    if (g_size > 1) {
+        if (n > (size_t)1 << 30) return tt_err("dist_gather_bytes: %zu bytes from one rank (at most 2^30)", n);
+        long long mine = (long long)n, *each = g_rank == 0 ? malloc(sizeof(long long) * (size_t)g_size) : NULL;
+        if (g_rank == 0 && !each) return tt_err("out of memory");
+        if (MPI_Gather(&mine, 1, MPI_LONG_LONG, each, 1, MPI_LONG_LONG, 0, MPI_COMM_WORLD) != MPI_SUCCESS) {
+            free(each);
+            return tt_err("MPI_Gather failed");
+        }
+        int *counts = NULL, *displs = NULL;
+        char *out = NULL;
+        int rc = 0;
+        if (g_rank == 0) {
+            counts = malloc(sizeof(int) * (size_t)g_size), displs = malloc(sizeof(int) * (size_t)g_size);
+            long long total = 0;
+            for (int r = 0; r < g_size && counts && displs; r++) counts[r] = (int)each[r], displs[r] = (int)total, total += each[r];
+            if (total > (long long)1 << 31) rc = tt_err("dist_gather_bytes: %lld bytes in all", total);
+            out = rc ? NULL : malloc((size_t)total + 1);
+            if (!rc && (!counts || !displs || !out)) rc = tt_err("out of memory");
+        }
+        if (MPI_Gatherv(buf, (int)n, MPI_CHAR, out, counts, displs, MPI_CHAR, 0, MPI_COMM_WORLD) != MPI_SUCCESS && !rc)
+            rc = tt_err("MPI_Gatherv failed");
+        free(counts), free(displs);
+        if (rc) {
+            free(out), free(each);
+            return -1;
+        }
+        if (g_rank == 0) {
+            *all = out;
+            if (lens) {
+                *lens = malloc(sizeof(size_t) * (size_t)g_size);
+                for (int r = 0; *lens && r < g_size; r++) (*lens)[r] = (size_t)each[r];
+            }
+        }
+        free(each);
+        return 0;
+    }
+#endif
+    *all = malloc(n + 1);
+    if (!*all) return tt_err("out of memory");
+    memcpy(*all, buf, n);
+    if (lens) {
+        *lens = malloc(sizeof(size_t));
+        if (*lens) (*lens)[0] = n;
+    }
+    return 0;
+}

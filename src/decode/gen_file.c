@@ -95,7 +95,16 @@ int generate_file(Model *m, const Tokenizer *tok, const GenConfig *g, const GenF
     if (max_src < 3) return tt_err("no room for a prompt: %d positions, %d new tokens", c->max_positions, g->max_new_tokens);
     const char *out_name = o->output_path ? o->output_path : "standard output";
     long done = 0;
-    if (o->resume && o->output_path && gen_output_resume(o->output_path, &done)) return -1;
+    /* under mpirun the inputs are sharded: rank r generates batches r, r + N, ... of every
+     * round of N batches, and rank 0 writes each round's lines in input order (so the output
+     * stays a prefix of the single-process one, resumable as always) */
+    int N = dist_size(), rank = dist_rank();
+    if (rank == 0 && o->resume && o->output_path && gen_output_resume(o->output_path, &done)) return -1;
+    if (N > 1) {
+        double d = (double)done;
+        if (dist_bcast_f64(&d, 1)) return -1;
+        done = (long)d;
+    }
     long total = count_lines(o->input_path);
     if (total >= 0 && done > total)
         return tt_err("%s has %ld lines but %s only %ld inputs: it is not this input's output; cannot resume", out_name,
@@ -108,8 +117,8 @@ int generate_file(Model *m, const Tokenizer *tok, const GenConfig *g, const GenF
     if (o->id_field) jo.id_field = o->id_field;
     JsonlReader *r = jsonl_open(o->input_path, &jo);
     if (!r) return -1;
-    FILE *out = o->output_path ? fopen(o->output_path, o->resume ? "ab" : "wb") : stdout;
-    if (!out) {
+    FILE *out = rank != 0 ? NULL : o->output_path ? fopen(o->output_path, o->resume ? "ab" : "wb") : stdout;
+    if (!out && rank == 0) {
         jsonl_close(r);
         return tt_err("%s: %s", o->output_path, strerror(errno));
     }
@@ -125,17 +134,28 @@ int generate_file(Model *m, const Tokenizer *tok, const GenConfig *g, const GenF
     long index = 0; /* examples read so far */
     double t0 = tt_now_s();
     while (!rc) {
-        int n = 0;
-        while (n < B) {
-            Example *ex = &bi.ex[n];
+        int n = 0, round_read = 0, eof = 0;
+        for (int part = 0; part < N && !eof && !rc; part++) {
+        int got_part = 0;
+        while (got_part < B) {
+            Example other; /* another rank's example, read only to be skipped */
+            Example *ex = part == rank ? &bi.ex[n] : &other;
             int got = jsonl_next(r, ex);
             if (got < 0) {
                 rc = -1;
                 break;
             }
-            if (got == 0) break;
+            if (got == 0) {
+                eof = 1;
+                break;
+            }
             if (index++ < done) {
                 example_free(ex);
+                continue;
+            }
+            got_part++;
+            if (part != rank) {
+                example_free(ex); /* another rank's */
                 continue;
             }
             if (tokenizer_encode(tok, ex->source, strlen(ex->source), &eo, &ids, NULL)) {
@@ -154,19 +174,53 @@ int generate_file(Model *m, const Tokenizer *tok, const GenConfig *g, const GenF
             bi.stream[n] = (uint64_t)(index - 1);
             n++;
         }
-        if (n > 0 && !rc) {
-            const GenOutput *res;
-            if (generator_run(gen, n, bi.ptr, bi.len, bi.stream, &res)) {
-                rc = tt_err_wrap("%s:%zu", o->input_path, bi.ex[0].line);
-            } else {
-                for (int i = 0; i < n && !rc; i++) rc = write_line(out, tok, &bi.ex[i], &res[i], out_name);
-                if (!rc && fflush(out)) rc = tt_err("%s: write error: %s", out_name, strerror(errno));
+        round_read += got_part;
+        }
+        if (N == 1) {
+            if (n > 0 && !rc) {
+                const GenOutput *res;
+                if (generator_run(gen, n, bi.ptr, bi.len, bi.stream, &res)) {
+                    rc = tt_err_wrap("%s:%zu", o->input_path, bi.ex[0].line);
+                } else {
+                    for (int i = 0; i < n && !rc; i++) rc = write_line(out, tok, &bi.ex[i], &res[i], out_name);
+                    if (!rc && fflush(out)) rc = tt_err("%s: write error: %s", out_name, strerror(errno));
+                }
             }
+        } else {
+            /* this rank's lines in memory, every rank's to rank 0, written in rank order */
+            char *mem = NULL;
+            size_t mem_n = 0;
+            FILE *ms = open_memstream(&mem, &mem_n);
+            if (!ms) rc = tt_err("out of memory");
+            if (n > 0 && !rc) {
+                const GenOutput *res;
+                if (generator_run(gen, n, bi.ptr, bi.len, bi.stream, &res)) rc = tt_err_wrap("%s:%zu", o->input_path, bi.ex[0].line);
+                else
+                    for (int i = 0; i < n && !rc; i++) rc = write_line(ms, tok, &bi.ex[i], &res[i], out_name);
+            }
+            if (ms) fclose(ms);
+            /* every rank takes part in the gather, even after an error (then it sends nothing
+             * and the error ends the run everywhere below) */
+            double err = rc ? 1 : 0;
+            char *all = NULL;
+            size_t *lens = NULL;
+            if (dist_sum_f64(&err, 1) || dist_gather_bytes(rc ? "" : mem, rc ? 0 : mem_n, &all, &lens)) rc = -1;
+            if (!rc && err > 0) rc = tt_err("generation failed on another rank");
+            if (!rc && rank == 0 && all && lens) {
+                /* rank 0's lines, then rank 1's, ...: input order */
+                size_t total_bytes = 0;
+                for (int q = 0; q < N; q++) total_bytes += lens[q];
+                if (fwrite(all, 1, total_bytes, out) != total_bytes || fflush(out))
+                    rc = tt_err("%s: write error: %s", out_name, strerror(errno));
+            }
+            free(lens);
+            free(all);
+            free(mem);
         }
         for (int i = 0; i < n; i++) example_free(&bi.ex[i]);
-        if (rc || n == 0) break;
-        if (o->progress) o->progress(index, total, tt_now_s() - t0, o->progress_ctx);
-        if (n < B) break;
+        if (rc || round_read == 0) break;
+        if (o->progress && rank == 0) o->progress(index, total, tt_now_s() - t0, o->progress_ctx);
+        if (eof || round_read < N * B) break;
     }
     if (!rc && o->progress) o->progress(index, total, tt_now_s() - t0, o->progress_ctx);
     token_ids_free(&ids);
@@ -177,6 +231,6 @@ int generate_file(Model *m, const Tokenizer *tok, const GenConfig *g, const GenF
     free(bi.ptr);
     free(bi.stream);
     jsonl_close(r);
-    if (out != stdout && fclose(out) && !rc) rc = tt_err("%s: %s", o->output_path, strerror(errno));
+    if (out && out != stdout && fclose(out) && !rc) rc = tt_err("%s: %s", o->output_path, strerror(errno));
     return rc;
 }

@@ -1,8 +1,12 @@
 /* test_mpi.c: data-parallel training under mpirun (issue 14). `mpirun -np 2 tutor train` for
  * 20 updates equals the single-process run with the same global batch to float rounding
  * (bound: 1e-5 on any parameter), two -np 2 runs are bit-identical, and a -np 2 run stopped at
- * update 10 and resumed reaches the straight run's parameters bit for bit. Skipped when the
+ * update 10 and resumed reaches the straight run's parameters bit for bit; `mpirun -np 2 tutor
+ * generate` writes the single-process file byte for byte, resumed from a partial one too.
+ * Skipped when the
  * build has no MPI or mpirun is missing, and under the sanitizers (OpenMPI's own allocations). */
+#include <limits.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 
 #include "../testlib.h"
@@ -70,5 +74,18 @@ Test(mpi, np2_equals_one_process_and_resumes, .timeout = 300) {
     /* only rank 0 wrote: one metrics line per logged step */
     snprintf(cmd, sizeof cmd, "test $(grep -c '\"step\":20,' %s/two/metrics.jsonl) -eq 1", g_dir);
     cr_assert(system(cmd) == 0, "metrics.jsonl must be written once (by rank 0)");
+    /* sharded generation: the same bytes as one process, also resumed from a partial file */
+    char bin[4096];
+    cr_assert(realpath(tutor_bin(), bin) != NULL);
+    snprintf(cmd, sizeof cmd,
+             "head -n 45 build/data/debdesc/test.jsonl > %s/in.jsonl && cd %s && "
+             "OPENBLAS_NUM_THREADS=1 %s generate --model one --input in.jsonl --sample --num-return 2 --batch-size 4 "
+             "--threads 1 -o g1.jsonl --no-progress 2>>log && "
+             "OPENBLAS_NUM_THREADS=1 %s %s generate --model one --input in.jsonl --sample --num-return 2 --batch-size 4 "
+             "--threads 1 -o g2.jsonl --no-progress 2>>log && cmp g1.jsonl g2.jsonl && head -n 13 g1.jsonl > g3.jsonl && "
+             "OPENBLAS_NUM_THREADS=1 %s %s generate --model one --input in.jsonl --sample --num-return 2 --batch-size 4 "
+             "--threads 1 -o g3.jsonl --resume --no-progress 2>>log && cmp g1.jsonl g3.jsonl",
+             g_dir, g_dir, bin, np2, bin, np2, bin);
+    cr_assert(system(cmd) == 0, "sharded generation must equal one process's, resumed too (%s/log)", g_dir);
     test_rmtree(g_dir);
 }
