@@ -5,9 +5,9 @@
 set -eu
 what="${1:-build}"
 build_pkgs="gcc make pkg-config libopenblas-pthread-dev libcjson-dev libutf8proc-dev libmicrohttpd-dev"
-test_pkgs="libcriterion-dev python3-torch python3-numpy nodejs npm"
+test_pkgs="libcriterion-dev python3-torch python3-numpy nodejs npm libopenmpi-dev openmpi-bin"
 fuzz_pkgs="clang libclang-rt-14-dev"
-all_pkgs="gnuplot-nox libopenmpi-dev openmpi-bin"
+all_pkgs="gnuplot-nox"
 case "$what" in
   build) pkgs="$build_pkgs" ;;
   test) pkgs="$build_pkgs $test_pkgs" ;;

@@ -474,6 +474,11 @@ int cmd_distill(int argc, char **argv) {
     BatchSource bs = pt_source_iface(src);
     int mB, mS, mT;
     bs.max_shape(bs.ctx, &mB, &mS, &mT);
+    if (d.cache_kind && dist_size() > 1) {
+        tt_err("--teacher-cache is not supported under mpirun yet (each rank would build the cache); run "
+               "without it, or build the cache with one process first");
+        goto done;
+    }
     if (d.cache_kind) {
         if (lo->w_kd == 0) {
             tt_err("--teacher-cache: fine-tuning (--method ft) uses no teacher signal");
