@@ -29,7 +29,7 @@ struct Trainer {
     /* this process's clock and the window of the current log line */
     double t_start, elapsed0, window_t0;
     long window_tokens, window_loss_tokens;
-    double window_loss, window_weight;
+    double window_loss, window_weight, window_allreduce_s;
     long step0; /* the step this process started from */
 };
 
@@ -289,6 +289,7 @@ int trainer_step(Trainer *t) {
         batches++;
     } while (update_tokens < o->update_tokens || batches < N);
     if (N > 1) {
+        double t_ar = tt_now_s();
         double lw[2] = {update_loss, update_weight};
 #if REAL_IS_DOUBLE
         int bad = dist_sum_f64(m->grads, m->n_params);
@@ -297,6 +298,7 @@ int trainer_step(Trainer *t) {
 #endif
         if (bad || dist_sum_f64(lw, 2)) return -1;
         update_loss = lw[0], update_weight = lw[1];
+        t->window_allreduce_s += tt_now_s() - t_ar;
     }
     double w = update_weight > 0 ? update_weight : 1;
     scale_grads(m, 1.0 / w);
@@ -331,6 +333,11 @@ int trainer_step(Trainer *t) {
         cJSON_AddNumberToObject(j, "grad_norm", gnorm);
         cJSON_AddNumberToObject(j, "tokens_per_s", tok_s);
         cJSON_AddNumberToObject(j, "elapsed_s", t->st.elapsed_s);
+        if (dist_size() > 1) {
+            /* time in the gradient allreduce over this window, and the ranks */
+            cJSON_AddNumberToObject(j, "allreduce_s", t->window_allreduce_s);
+            cJSON_AddNumberToObject(j, "ranks", dist_size());
+        }
         if (loss->log) loss->log(loss->ctx, j);
         metrics_write(t->metrics, j);
         if (!t->tty)
@@ -346,6 +353,7 @@ int trainer_step(Trainer *t) {
         t->window_tokens = 0;
         t->window_loss = 0;
         t->window_weight = 0;
+        t->window_allreduce_s = 0;
     }
     return 0;
 }
