@@ -94,8 +94,7 @@ int main(int argc, char **argv) {
     double ar = metric_mean(many, "allreduce_s", NULL);
     /* the window is log_every = 5 updates: per update; an update's time from elapsed_s */
     double ar_update = ar / 5;
-    double el = metric_mean(many, "elapsed_s", NULL);
-    double update_s = el > 0 ? 0 : 0;
+    double update_s = 0;
     {
         char path[700], line[8192];
         snprintf(path, sizeof path, "%s/metrics.jsonl", many);

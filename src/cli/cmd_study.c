@@ -916,8 +916,8 @@ static void train_args(const Study *S, const Spec *p, const char *model_dir, Arg
 static int run_specs(Study *S, Spec *specs, int n) {
     Argv *cmds = calloc((size_t)(n ? n : 1), sizeof(Argv));
     char **logs = calloc((size_t)(n ? n : 1), sizeof(char *));
-    int *todo = calloc((size_t)(n ? n : 1), sizeof(int));
-    int rc = cmds && logs && todo ? 0 : tt_err("out of memory"), n_todo = 0;
+    int *to_run = calloc((size_t)(n ? n : 1), sizeof(int));
+    int rc = cmds && logs && to_run ? 0 : tt_err("out of memory"), n_to_run = 0;
     for (int i = 0; i < n && !rc; i++) {
         if (specs[i].same_as[0]) continue;
         char dir[700], path[800], model[800], done[800];
@@ -930,8 +930,8 @@ static int run_specs(Study *S, Spec *specs, int n) {
             rc = -1;
             break;
         }
-        train_args(S, &specs[i], model, &cmds[n_todo]);
-        char *line = argv_join(&cmds[n_todo]);
+        train_args(S, &specs[i], model, &cmds[n_to_run]);
+        char *line = argv_join(&cmds[n_to_run]);
         char cmdp[800];
         pathf(cmdp, sizeof cmdp, "%s/command.txt", dir);
         if (line) {
@@ -956,54 +956,54 @@ static int run_specs(Study *S, Spec *specs, int n) {
         }
         char lp[800];
         pathf(lp, sizeof lp, "%s/log.txt", dir);
-        logs[n_todo] = strdup(lp);
-        todo[n_todo++] = i;
+        logs[n_to_run] = strdup(lp);
+        to_run[n_to_run++] = i;
     }
-    if (!rc && n_todo) {
+    if (!rc && n_to_run) {
         char names[1024] = "";
         size_t len = 0;
-        for (int k = 0; k < n_todo; k++)
+        for (int k = 0; k < n_to_run; k++)
             len += (size_t)snprintf(names + len, len < sizeof names ? sizeof names - len : 0, "%s%s", k ? ", " : "",
-                                    specs[todo[k]].name);
+                                    specs[to_run[k]].name);
         if (S->quick)
             tt_info("study: training %s (%d steps each)", names, S->quick_steps);
         else
             tt_info("study: training %s (%.1f min each, %d at once)", names, S->row_min, S->jobs);
-        int *ok = calloc((size_t)n_todo, sizeof(int));
-        char *errs = calloc((size_t)n_todo, 256);
-        rc = ok && errs ? study_run_each(cmds, (const char *const *)logs, n_todo, S->jobs, ok, errs, 256)
+        int *ok = calloc((size_t)n_to_run, sizeof(int));
+        char *errs = calloc((size_t)n_to_run, 256);
+        rc = ok && errs ? study_run_each(cmds, (const char *const *)logs, n_to_run, S->jobs, ok, errs, 256)
                         : tt_err("out of memory");
         /* every training that finished is marked; one that failed is recorded as failed (its
          * row has no numbers; delete its folder to run it again) and the study goes on */
-        for (int k = 0; k < n_todo && !rc; k++) {
+        for (int k = 0; k < n_to_run && !rc; k++) {
             if (ok[k]) continue;
             RowResult f;
             memset(&f, 0, sizeof f);
             f.have = f.failed = 1;
-            snprintf(f.name, sizeof f.name, "%s", specs[todo[k]].name);
-            snprintf(f.stage, sizeof f.stage, "%s", specs[todo[k]].stage);
+            snprintf(f.name, sizeof f.name, "%s", specs[to_run[k]].name);
+            snprintf(f.stage, sizeof f.stage, "%s", specs[to_run[k]].stage);
             snprintf(f.role, sizeof f.role, "student");
-            snprintf(f.method, sizeof f.method, "%s", specs[todo[k]].method);
-            snprintf(f.what, sizeof f.what, "%s", specs[todo[k]].what);
+            snprintf(f.method, sizeof f.method, "%s", specs[to_run[k]].method);
+            snprintf(f.what, sizeof f.what, "%s", specs[to_run[k]].what);
             snprintf(f.error, sizeof f.error, "%s", errs + (size_t)k * 256);
             f.dev_rougeL = f.r1 = f.r2 = f.rL = f.bleu = NAN;
             f.speed_greedy = f.speed_beam = f.exacc_mid = f.exacc_full = NAN;
             f.train_s = f.teacher_s = f.student_gen_s = f.student_s = NAN;
             char rp[800];
-            pathf(rp, sizeof rp, "%s/rows/%s/row.json", S->out, specs[todo[k]].name);
+            pathf(rp, sizeof rp, "%s/rows/%s/row.json", S->out, specs[to_run[k]].name);
             tt_info("study: %s failed (%s); recorded, the study goes on", f.name, f.error);
             if (study_row_save(rp, &f)) rc = -1;
         }
-        for (int k = 0; k < n_todo; k++) {
+        for (int k = 0; k < n_to_run; k++) {
             char done[800], model[800];
-            pathf(model, sizeof model, "%s/rows/%s/model/model.safetensors", S->out, specs[todo[k]].name);
-            pathf(done, sizeof done, "%s/rows/%s/train.done", S->out, specs[todo[k]].name);
+            pathf(model, sizeof model, "%s/rows/%s/model/model.safetensors", S->out, specs[to_run[k]].name);
+            pathf(done, sizeof done, "%s/rows/%s/train.done", S->out, specs[to_run[k]].name);
             if (rc || !ok[k] || !file_exists(model)) continue;
-            if (specs[todo[k]].other_family) {
+            if (specs[to_run[k]].other_family) {
                 /* tutor train writes its own decoding; the study's students decode as the teacher */
                 char src[800], dst[800];
                 pathf(src, sizeof src, "%s/generation_config.json", S->teacher);
-                pathf(dst, sizeof dst, "%s/rows/%s/model/generation_config.json", S->out, specs[todo[k]].name);
+                pathf(dst, sizeof dst, "%s/rows/%s/model/generation_config.json", S->out, specs[to_run[k]].name);
                 size_t n = 0;
                 char *t = file_exists(src) ? read_file_text(src, &n) : NULL;
                 if (t && atomic_write_file(dst, t, n)) rc = -1;
@@ -1055,13 +1055,13 @@ static int run_specs(Study *S, Spec *specs, int n) {
             tt_info("study: %s: dev ROUGE-L %.2f, test ROUGE-L %.2f, %.1fx the teacher's speed (%s)", r.name,
                     r.dev_rougeL, r.rL, S->deployed_beam > 1 ? r.speed_beam : r.speed_greedy, r.method);
     }
-    for (int k = 0; k < n_todo; k++) {
+    for (int k = 0; k < n_to_run; k++) {
         argv_free(&cmds[k]);
         free(logs[k]);
     }
     free(cmds);
     free(logs);
-    free(todo);
+    free(to_run);
     return rc;
 }
 

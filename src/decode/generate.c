@@ -651,7 +651,7 @@ int generator_serve(Generator *gen, const GenServe *cb) {
     if (gen->g.full_recompute) return tt_err("generator_serve: not with full_recompute");
     if (tt_threads() > gen->parts) return tt_err("generator_serve: more threads than when the generator was made");
     const ModelConfig *c = &gen->m->cfg;
-    int encdec = model_is_encdec(c), Q = gen->max_seq, V = gen->V, R = gen->R;
+    int encdec = model_is_encdec(c), Q = gen->max_seq, R = gen->R;
     int start = gen->g.decoder_start_id >= 0 ? gen->g.decoder_start_id : gen->g.bos_id;
     int *list = gen->active, n_active = 0;
     memset(gen->in_use, 0, (size_t)gen->max_inputs);
@@ -760,7 +760,6 @@ int generator_serve(Generator *gen, const GenServe *cb) {
         n_active = keep;
         if (n_active) compact(gen, list, n_active);
         else gen->n_slots = 0, gen->dc.pool_used = 0; /* nothing references the pool any more */
-        (void)V;
     }
     free(nsrc), free(nlen), free(nslot), free(nstream), free(nseed), free(ntag);
     return rc;
