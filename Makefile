@@ -27,6 +27,18 @@ LIBS += $(shell mpicc -showme:link 2>/dev/null)
 endif
 LDFLAGS_ALL = $(OPT) $(LDFLAGS)
 
+# -march=native binaries must not travel: a build folder kept from another machine (another
+# CPU, other instruction sets) would die of an illegal instruction. Every object depends on a
+# stamp named after what -march=native means on this machine, so a build made elsewhere is
+# rebuilt rather than run.
+NATIVE_ID := $(shell $(CC) -march=native -Q --help=target 2>/dev/null | md5sum | cut -c1-12)
+CPU_STAMP = $(BUILD)/.cpu-$(NATIVE_ID)
+$(CPU_STAMP):
+	@mkdir -p $(BUILD) && rm -f $(BUILD)/.cpu-* && touch $@
+FUZZ_CPU_STAMP = build/fuzz/.cpu-$(NATIVE_ID)
+$(FUZZ_CPU_STAMP):
+	@mkdir -p build/fuzz && rm -f build/fuzz/.cpu-* && touch $@
+
 LIB_SRC = $(filter-out src/cli/%,$(wildcard src/*/*.c))
 CLI_SRC = $(wildcard src/cli/*.c)
 TEST_SRC = $(filter-out tests/gradcheck/%,$(wildcard tests/*/test_*.c))
@@ -68,12 +80,12 @@ Q = @
 say = @echo
 endif
 
-$(BUILD)/obj/%.o: %.c $(HDRS) | $(DEPS_STAMP)
+$(BUILD)/obj/%.o: %.c $(HDRS) $(CPU_STAMP) | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(say) "  CC      $<"
 	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
 
-$(BUILD)/objd/%.o: %.c $(HDRS) | $(DEPS_STAMP)
+$(BUILD)/objd/%.o: %.c $(HDRS) $(CPU_STAMP) | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(say) "  CC(f64) $<"
 	$(Q)$(CC) $(CFLAGS_ALL) -DTUTOR_REAL_DOUBLE -c $< -o $@
@@ -96,17 +108,17 @@ $(BUILD)/tutor: $(CLI_OBJ) $(BUILD)/libtutor.a
 build/tutor: $(BUILD)/tutor
 	@ln -sf $(patsubst build/%,%,$(BUILD))/tutor build/tutor
 
-$(BUILD)/tests/gradcheck/%: tests/gradcheck/%.c tests/testlib.h $(BUILD)/libtutor-double.a
+$(BUILD)/tests/gradcheck/%: tests/gradcheck/%.c tests/testlib.h $(BUILD)/libtutor-double.a $(CPU_STAMP)
 	@mkdir -p $(dir $@)
 	$(say) "  TEST    $@"
 	$(Q)$(CC) $(CFLAGS_ALL) -DTUTOR_REAL_DOUBLE $< $(BUILD)/libtutor-double.a $(LDFLAGS_ALL) -lcriterion $(LIBS) -o $@
 
-$(BUILD)/tests/%: tests/%.c tests/testlib.h $(BUILD)/libtutor.a
+$(BUILD)/tests/%: tests/%.c tests/testlib.h $(BUILD)/libtutor.a $(CPU_STAMP)
 	@mkdir -p $(dir $@)
 	$(say) "  TEST    $@"
 	$(Q)$(CC) $(CFLAGS_ALL) $< $(BUILD)/libtutor.a $(LDFLAGS_ALL) -lcriterion $(LIBS) -o $@
 
-$(BUILD)/bench/%: bench/%.c $(BUILD)/libtutor.a
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libtutor.a $(CPU_STAMP)
 	@mkdir -p $(dir $@)
 	$(say) "  BENCH   $@"
 	$(Q)$(CC) $(CFLAGS_ALL) $< $(BUILD)/libtutor.a $(LDFLAGS_ALL) $(LIBS) -o $@
@@ -144,14 +156,14 @@ FUZZ_STAMP = build/.deps-fuzz
 $(FUZZ_STAMP):
 	@scripts/deps.sh fuzz
 	@mkdir -p build && touch $@
-$(FUZZ_BUILD)/obj/%.o: %.c $(HDRS) | $(FUZZ_STAMP)
+$(FUZZ_BUILD)/obj/%.o: %.c $(HDRS) $(FUZZ_CPU_STAMP) | $(FUZZ_STAMP)
 	@mkdir -p $(dir $@)
 	$(say) "  CC(fuzz) $<"
 	$(Q)clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 $(FUZZ_BUILD)/libtutor.a: $(FUZZ_LIB_OBJ)
 	@rm -f $@
 	$(Q)ar rcs $@ $^
-$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_common.h $(FUZZ_BUILD)/libtutor.a
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_common.h $(FUZZ_BUILD)/libtutor.a $(FUZZ_CPU_STAMP)
 	$(say) "  FUZZ    $@"
 	$(Q)clang $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_BUILD)/libtutor.a $(LIBS) -o $@
 fuzz: $(FUZZ_BIN)

@@ -7,10 +7,14 @@
  * default: tutor study's debdesc student, mBART d_model 96, 1+1 layers, 3 heads, FFN 384,
  * vocabulary 8001).
  * Usage: int8-speed [--model DIR | --config FILE] [--threads N] [--inputs N] [--src-len S]
- *                   [--out-len L] [--reps R] */
+ *                   [--out-len L] [--reps R] [--only 0|1|2] [--side 0|1]
+ * For profiling: --only M runs one mode (0 greedy batch 1, 1 greedy batch 32, 2 beam 4 batch 32),
+ * --side 0|1 only the float32 or the int8 side (its ratio then meaningless), --cpu-time the
+ * process's CPU time instead of wall time (for a machine that is busy with something else). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "coprocess.h"
 #include "tutor/generate.h"
@@ -32,9 +36,15 @@ static Model *make_model(const char *dir, const char *config) {
     return model_new(&c, 5);
 }
 
+static double cpu_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
 int main(int argc, char **argv) {
     const char *dir = NULL, *config = NULL;
-    int threads = 1, n_in = 64, S = 96, L = 12, reps = 3;
+    int threads = 1, n_in = 64, S = 96, L = 12, reps = 3, only = -1, only_side = -1, cpu_time = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) dir = argv[++i];
         else if (!strcmp(argv[i], "--config") && i + 1 < argc) config = argv[++i];
@@ -43,9 +53,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--src-len") && i + 1 < argc) S = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--out-len") && i + 1 < argc) L = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--side") && i + 1 < argc) only_side = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--cpu-time")) cpu_time = 1;
         else {
             fprintf(stderr, "usage: int8-speed [--model DIR | --config FILE] [--threads N] [--inputs N] [--src-len S] "
-                            "[--out-len L] [--reps R]\n");
+                            "[--out-len L] [--reps R] [--only 0|1|2] [--side 0|1] [--cpu-time]\n");
             return 2;
         }
     }
@@ -85,6 +98,7 @@ int main(int argc, char **argv) {
         int beams, batch;
     } modes[3] = {{"greedy, batch 1", 1, 1}, {"greedy, batch 32", 1, 32}, {"beam 4, batch 32", 4, 32}};
     for (int md = 0; md < 3; md++) {
+        if (only >= 0 && md != only) continue;
         GenConfig g;
         gen_config_from_model(&g, c);
         g.num_beams = modes[md].beams, g.num_return_sequences = 1, g.do_sample = 0;
@@ -99,8 +113,12 @@ int main(int argc, char **argv) {
         int R = reps < 16 ? reps : 16;
         for (int r = -1; r < R; r++) {
             for (int side = 0; side < 2; side++) {
+                if (only_side >= 0 && side != only_side && r >= 0) {
+                    (side ? tq : tf)[r] = 1;
+                    continue;
+                }
                 Generator *gen = side ? gq : gf;
-                double t0 = tt_now_s();
+                double t0 = cpu_time ? cpu_s() : tt_now_s();
                 for (int b0 = 0; b0 < n_in; b0 += B) {
                     int cnt = n_in - b0 < B ? n_in - b0 : B;
                     const GenOutput *out;
@@ -109,10 +127,10 @@ int main(int argc, char **argv) {
                         return 1;
                     }
                 }
-                if (r >= 0) (side ? tq : tf)[r] = tt_now_s() - t0;
+                if (r >= 0) (side ? tq : tf)[r] = (cpu_time ? cpu_s() : tt_now_s()) - t0;
                 if (r < 0) break; /* one warm-up pass of the float side; the int8 side's below */
             }
-            if (r < 0)
+            if (r < 0 && only_side != 0)
                 for (int b0 = 0; b0 < n_in; b0 += B) {
                     const GenOutput *out;
                     int cnt = n_in - b0 < B ? n_in - b0 : B;
@@ -121,8 +139,8 @@ int main(int argc, char **argv) {
         }
         double mf_s = bench_median(tf, R), mq_s = bench_median(tq, R);
         double tok = (double)n_in * L;
-        printf("%-18s float32 %8.1f tokens/s   int8 %8.1f tokens/s   ratio %.2f   (median of %d, %s)\n", modes[md].name,
-               tok / mf_s, tok / mq_s, mf_s / mq_s, R, q8_path_name(mq->q8->path));
+        printf("%-18s float32 %8.1f tokens/s   int8 %8.1f tokens/s   ratio %.2f   (median of %d, %s%s)\n", modes[md].name,
+               tok / mf_s, tok / mq_s, mf_s / mq_s, R, q8_path_name(mq->q8->path), cpu_time ? ", CPU time" : "");
         generator_free(gf);
         generator_free(gq);
     }

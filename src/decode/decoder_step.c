@@ -15,6 +15,7 @@ void decode_cache_free(DecodeCache *dc) {
     tt_free(dc->k_pool);
     tt_free(dc->v_pool);
     tt_free(dc->cross_kv);
+    tt_free(dc->cross_kt);
     tt_free(dc->kv_scratch);
     tt_free(dc->slot_ids);
     tt_free(dc->x);
@@ -69,10 +70,11 @@ int decode_cache_init(DecodeCache *dc, Model *m, int max_rows, long pool_rows, i
     if (ok && dc->encdec) {
         long ns = (long)max_inputs * max_src;
         dc->cross_kv = tt_alloc(R * dc->L * ns * 2 * C);
+        dc->cross_kt = tt_alloc(R * dc->L * ns * C);
         dc->kv_scratch = tt_alloc(R * ns * 2 * C);
         dc->src_pad = tt_alloc(sizeof(int) * ns);
         dc->src_mask = tt_alloc(sizeof(int) * ns);
-        ok = dc->cross_kv && dc->kv_scratch && dc->src_pad && dc->src_mask;
+        ok = dc->cross_kv && dc->cross_kt && dc->kv_scratch && dc->src_pad && dc->src_mask;
         /* the encoder's activations, sized now so that no later batch allocates */
         if (ok && model_reserve(m, max_inputs, max_src, 1, 0)) ok = 0;
     }
@@ -121,9 +123,16 @@ int decode_cache_add(DecodeCache *dc, int n, const int *slot, const int *const *
                q8_linear(q8->path, enc, n * S, (int)C, &q8->dec[l].ckv, a->k_b, kv, 2 * (int)C, &q8->scratch) == 0;
 #endif
         if (!done) linear_forward(kv, 2 * (int)C, enc, a->k_w, a->k_b, n * S, (int)C, 2 * (int)C, W_OUT_IN);
-        for (int i = 0; i < n; i++)
-            memcpy(dc->cross_kv + (l * ns + (long)slot[i] * dc->max_src) * 2 * C, kv + (long)i * S * 2 * C,
+        int H = dc->H, D = dc->D, ms = dc->max_src;
+        for (int i = 0; i < n; i++) {
+            memcpy(dc->cross_kv + (l * ns + (long)slot[i] * ms) * 2 * C, kv + (long)i * S * 2 * C,
                    sizeof(real) * (size_t)src_len[i] * 2 * C);
+            real *kt = dc->cross_kt + ((long)l * dc->max_inputs + slot[i]) * C * ms;
+            for (int t = 0; t < src_len[i]; t++) {
+                const real *k = kv + ((long)i * S + t) * 2 * C;
+                for (int hd = 0; hd < H * D; hd++) kt[(long)hd * ms + t] = k[hd];
+            }
+        }
     }
     return 0;
 }
@@ -148,11 +157,20 @@ static inline real dot_f(const real *restrict a, const real *restrict b, int n) 
 }
 
 static inline void softmax_inplace(real *s, int n) {
+#if REAL_IS_DOUBLE
     real mx = -INFINITY;
     for (int t = 0; t < n; t++) mx = s[t] > mx ? s[t] : mx;
+#else
+    real mx = tt_maxf(s, n);
+#endif
     for (int t = 0; t < n; t++) s[t] = REAL_EXP(s[t] - mx);
-    double sum = 0;
-    for (int t = 0; t < n; t++) sum += s[t];
+    /* the sum in eight double lanes (vectorised), added in a fixed order */
+    double ls[8] = {0};
+    int n8 = n & ~7;
+    for (int t = 0; t < n8; t += 8)
+        for (int q = 0; q < 8; q++) ls[q] += s[t + q];
+    double sum = ((ls[0] + ls[4]) + (ls[1] + ls[5])) + ((ls[2] + ls[6]) + (ls[3] + ls[7]));
+    for (int t = n8; t < n; t++) sum += s[t];
     real inv = (real)(1.0 / sum);
     for (int t = 0; t < n; t++) s[t] *= inv;
 }
@@ -181,7 +199,15 @@ static void attention_rows(int begin, int end, int part, void *arg) {
             int b = j->r->input[i], n = dc->src_len[b];
             long ns = (long)dc->max_inputs * dc->max_src;
             const real *kv = dc->cross_kv + (j->layer * ns + (long)b * dc->max_src) * 2 * C + h * D;
-            for (int t = 0; t < n; t++) s[t] = dot_f(q, kv + t * 2 * C, D) * j->scale;
+            const real *kt = dc->cross_kt + (((long)j->layer * dc->max_inputs + b) * C + (long)h * D) * dc->max_src;
+            /* the scores of every position at once: sum over d of q[d] times row d of K^T */
+            for (int t = 0; t < n; t++) s[t] = 0;
+            for (int d = 0; d < D; d++) {
+                const real *restrict kr = kt + (long)d * dc->max_src;
+                real qd = q[d];
+                for (int t = 0; t < n; t++) s[t] += qd * kr[t];
+            }
+            for (int t = 0; t < n; t++) s[t] *= j->scale;
             softmax_inplace(s, n);
             for (int t = 0; t < n; t++) {
                 const real *v = kv + t * 2 * C + C;

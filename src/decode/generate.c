@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "decode_internal.h"
+#include "kernels/fastmath.h"
 
 typedef struct {
     int input, k;          /* batch input; return index (sampling) or beam index */
@@ -481,6 +482,16 @@ static void choose_beam(Generator *gen, int i, int part) {
         logits_process(g, &hv, scores, V, gen->mark + (size_t)part * V);
         real bs = (real)s->beam_score;
         for (int v = 0; v < V; v++) {
+#if !REAL_IS_DOUBLE
+            /* once the list is full, 16 tokens at a time are skipped when none beats its
+             * last entry: a later (beam, token) only enters with a strictly higher score,
+             * equal scores going to the lower index */
+            if (have == ncand && (v & 15) == 0) {
+                real thr = top[ncand - 1].score;
+                while (v + 16 <= V && !tt_any16_gt(scores + v, bs, thr)) v += 16;
+                if (v >= V) break;
+            }
+#endif
             real c = scores[v] + bs;
             int idx = b * V + v;
             if (have == ncand && !cand_better(c, idx, &top[ncand - 1])) continue;

@@ -184,20 +184,22 @@ int argmax_scores(const real *scores, int V) {
 }
 
 double row_logsumexp(const real *x, int V) {
-    /* eight lanes that GCC turns into vector max / exp / add */
-    real mx[8], acc[8];
-    for (int j = 0; j < 8; j++) mx[j] = -INFINITY, acc[j] = 0;
-    int V8 = V & ~7;
-    for (int i = 0; i < V8; i += 8)
-        for (int j = 0; j < 8; j++) mx[j] = x[i + j] > mx[j] ? x[i + j] : mx[j];
+    /* the maximum, then sixteen lanes of exp sums that GCC vectorises (one zmm register with
+     * AVX-512), added in a fixed order */
+    real acc[16];
+    for (int j = 0; j < 16; j++) acc[j] = 0;
+    int V16 = V & ~15;
+#if REAL_IS_DOUBLE
     real m = -INFINITY;
-    for (int j = 0; j < 8; j++) m = mx[j] > m ? mx[j] : m;
-    for (int i = V8; i < V; i++) m = x[i] > m ? x[i] : m;
+    for (int i = 0; i < V; i++) m = x[i] > m ? x[i] : m;
+#else
+    real m = tt_maxf(x, V);
+#endif
     if (m == -INFINITY) return -INFINITY;
-    for (int i = 0; i < V8; i += 8)
-        for (int j = 0; j < 8; j++) acc[j] += REAL_EXP(x[i + j] - m);
+    for (int i = 0; i < V16; i += 16)
+        for (int j = 0; j < 16; j++) acc[j] += REAL_EXP(x[i + j] - m);
     double s = 0;
-    for (int j = 0; j < 8; j++) s += acc[j];
-    for (int i = V8; i < V; i++) s += exp((double)x[i] - m);
+    for (int j = 0; j < 16; j++) s += acc[j];
+    for (int i = V16; i < V; i++) s += exp((double)x[i] - m);
     return m + log(s);
 }

@@ -10,7 +10,25 @@
 static void masked_softmax_row(real *restrict row, int Tk, const int *restrict key_mask, int limit) {
     /* limit: keys [0, limit) may be attended (causal); key_mask further removes padding. */
     real mx = -INFINITY;
-    for (int j = 0; j < limit; j++)
+    int j0 = 0;
+#if !REAL_IS_DOUBLE
+    /* 16 lanes at a time, masked keys as -inf (GCC does not vectorise a running maximum) */
+    if (limit >= 16) {
+        const tt_v16f ninf = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                              -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+        tt_v16f v = ninf;
+        for (; j0 + 16 <= limit; j0 += 16) {
+            tt_v16f x = *(const tt_v16f *)(row + j0);
+            if (key_mask) {
+                tt_v16i keep = *(const tt_v16i *)(key_mask + j0) != 0;
+                x = (tt_v16f)(((tt_v16i)x & keep) | ((tt_v16i)ninf & ~keep));
+            }
+            v = tt_v16_max(x, v);
+        }
+        for (int q = 0; q < 16; q++) mx = v[q] > mx ? v[q] : mx;
+    }
+#endif
+    for (int j = j0; j < limit; j++)
         if ((!key_mask || key_mask[j]) && row[j] > mx) mx = row[j];
     if (mx == -INFINITY) {
         for (int j = 0; j < Tk; j++) row[j] = 0;
@@ -21,12 +39,15 @@ static void masked_softmax_row(real *restrict row, int Tk, const int *restrict k
     if (key_mask)
         for (int j = 0; j < limit; j++) row[j] = key_mask[j] ? row[j] : 0;
     for (int j = limit; j < Tk; j++) row[j] = 0;
-    double s0 = 0, s1 = 0;
-    int j = 0;
-    for (; j + 2 <= limit; j += 2) s0 += row[j], s1 += row[j + 1];
-    if (j < limit) s0 += row[j];
-    real inv = (real)(1.0 / (s0 + s1));
-    for (j = 0; j < limit; j++) row[j] *= inv;
+    /* the sum in eight double lanes, added in a fixed order */
+    double ls[8] = {0};
+    int L8 = limit & ~7;
+    for (int j = 0; j < L8; j += 8)
+        for (int q = 0; q < 8; q++) ls[q] += row[j + q];
+    double s = ((ls[0] + ls[4]) + (ls[1] + ls[5])) + ((ls[2] + ls[6]) + (ls[3] + ls[7]));
+    for (int j = L8; j < limit; j++) s += row[j];
+    real inv = (real)(1.0 / s);
+    for (int j = 0; j < limit; j++) row[j] *= inv;
 }
 
 typedef struct {

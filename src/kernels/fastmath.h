@@ -12,6 +12,10 @@
 
 #include "tutor/core.h"
 
+#if defined(__AVX__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 static inline float fast_expf(float x_in) {
     /* clamp, and a NaN (which fails every comparison) computes on 0 and is returned as is */
     float x = x_in < -87.0f ? -87.0f : (x_in > 88.0f ? 88.0f : x_in);
@@ -74,6 +78,78 @@ static inline float fast_erff(float x) {
 static inline float fast_tanhf(float x) {
     /* tanh(x) = 1 - 2 / (exp(2x) + 1); saturates cleanly at both ends */
     return 1.0f - 2.0f / (fast_expf(2.0f * x) + 1.0f);
+}
+
+/* Maxima over float arrays in 16 lanes of GCC's vector extension (one zmm register with
+ * AVX-512, two ymm with AVX2): GCC 12 does not vectorise a running maximum written as a loop,
+ * which then costs a dependent compare per element. Both give exactly what the scalar loop
+ * `m = x[i] > m ? x[i] : m` gives: NaNs are never taken, and the order of equal values does
+ * not matter for a maximum. */
+typedef float tt_v16f __attribute__((vector_size(64), aligned(4), may_alias));
+typedef int32_t tt_v16i __attribute__((vector_size(64), aligned(4), may_alias));
+typedef uint32_t tt_v16u __attribute__((vector_size(64), aligned(4), may_alias));
+typedef uint32_t tt_u32a __attribute__((may_alias));
+
+static inline tt_v16f tt_v16_max(tt_v16f a, tt_v16f m) {
+    tt_v16i gt = a > m;
+    return (tt_v16f)(((tt_v16i)a & gt) | ((tt_v16i)m & ~gt));
+}
+
+/* max of x[0, n); -inf when n is 0 or every value is -inf or NaN */
+static inline float tt_maxf(const float *x, int n) {
+    int i = 0;
+    float m = -INFINITY;
+    if (n >= 16) {
+        tt_v16f v = *(const tt_v16f *)x;
+        for (i = 16; i + 16 <= n; i += 16) v = tt_v16_max(*(const tt_v16f *)(x + i), v);
+        for (int q = 0; q < 16; q++) m = v[q] > m ? v[q] : m;
+    }
+    for (; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+/* max |x[i]| over [0, n), NaNs ignored, 0 for n = 0: on the bit patterns, where for
+ * non-negative floats the unsigned order is the float order */
+static inline float tt_absmaxf(const float *x, int n) {
+    const tt_u32a *u = (const tt_u32a *)(const void *)x;
+    uint32_t m = 0;
+    int i = 0;
+    if (n >= 16) {
+        tt_v16u v = {0};
+        for (; i + 16 <= n; i += 16) {
+            tt_v16u a = *(const tt_v16u *)(u + i) & 0x7fffffffu;
+            a &= (tt_v16u)(a <= 0x7f800000u); /* NaN -> 0 */
+            tt_v16u gt = (tt_v16u)(a > v);
+            v = (a & gt) | (v & ~gt);
+        }
+        for (int q = 0; q < 16; q++) m = v[q] > m ? v[q] : m;
+    }
+    for (; i < n; i++) {
+        uint32_t a = u[i] & 0x7fffffffu;
+        if (a <= 0x7f800000u && a > m) m = a;
+    }
+    float f;
+    memcpy(&f, &m, sizeof f);
+    return f;
+}
+
+/* Whether any of x[0, 16) + add > thr (the float ops of the scalar expression, so the answer
+ * is the scalar loop's): one compare into a mask register with AVX-512, a movemask with AVX
+ * (the build targets this machine: see the Makefile's CPU stamp), else the generic lanes. */
+static inline int tt_any16_gt(const float *x, float add, float thr) {
+#if defined(__AVX512F__)
+    __m512 c = _mm512_add_ps(_mm512_loadu_ps(x), _mm512_set1_ps(add));
+    return _mm512_cmp_ps_mask(c, _mm512_set1_ps(thr), _CMP_GT_OQ) != 0;
+#elif defined(__AVX__)
+    __m256 a = _mm256_add_ps(_mm256_loadu_ps(x), _mm256_set1_ps(add));
+    __m256 b = _mm256_add_ps(_mm256_loadu_ps(x + 8), _mm256_set1_ps(add));
+    __m256 t = _mm256_set1_ps(thr);
+    return _mm256_movemask_ps(_mm256_or_ps(_mm256_cmp_ps(a, t, _CMP_GT_OQ), _mm256_cmp_ps(b, t, _CMP_GT_OQ))) != 0;
+#else
+    int any = 0;
+    for (int q = 0; q < 16; q++) any |= x[q] + add > thr;
+    return any;
+#endif
 }
 
 /* The exp/erf/tanh of the build's real type. */

@@ -18,6 +18,7 @@
 
 #include "tutor/core.h"
 #include "tutor/kernels.h"
+#include "fastmath.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -139,18 +140,8 @@ void q8_weights_free(Q8Weights *w) {
 void q8_quantize_rows(const float *x, int M, int K, int ldx, uint8_t *out, int Kp, float *scale) {
     for (int m = 0; m < M; m++) {
         const float *restrict r = x + (size_t)m * ldx;
-        /* max |x| with 16 running maxima (element-wise, so it vectorises; a float max
-         * reduction would not without -ffast-math) */
-        float p[16] = {0};
-        int k = 0;
-        for (; k + 16 <= K; k += 16)
-            for (int j = 0; j < 16; j++) {
-                float a = fabsf(r[k + j]);
-                p[j] = a > p[j] ? a : p[j];
-            }
-        float mx = 0;
-        for (; k < K; k++) mx = fabsf(r[k]) > mx ? fabsf(r[k]) : mx;
-        for (int j = 0; j < 16; j++) mx = p[j] > mx ? p[j] : mx;
+        float mx = tt_absmaxf(r, K);
+        int k;
         float t = mx > 0 ? mx / 63.0f : 1.0f;
         float inv = 1.0f / t;
         uint8_t *restrict o = out + (size_t)m * Kp;

@@ -70,7 +70,7 @@ static int q8_slots(Model *m, ModelQ8 *q, Q8Slot *slots) {
     return n;
 }
 
-static ModelQ8 *q8_alloc(const Model *m) {
+__attribute__((unused)) static ModelQ8 *q8_alloc(const Model *m) { /* unused in the double build */
     ModelQ8 *q = calloc(1, sizeof *q);
     if (!q) return NULL;
     q->enc = calloc((size_t)(m->cfg.enc_layers > 0 ? m->cfg.enc_layers : 1), sizeof(Q8Layer));

@@ -1,0 +1,90 @@
+/* test_fastmath.c: the vectorised helpers of src/kernels/fastmath.h give exactly what their
+ * scalar loops give (maxima with NaNs, -inf and ties; |x| maxima on bit patterns; the beam
+ * search's "any of 16 above a threshold" skip), at every length around the vector width, and
+ * the decoder's log-sum-exp against a double reference. */
+#include <stdint.h>
+
+#include "../testlib.h"
+#include "decode/decode_internal.h"
+#include "kernels/fastmath.h"
+
+static float scalar_max(const float *x, int n) {
+    float m = -INFINITY;
+    for (int i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+static float scalar_absmax(const float *x, int n) {
+    float m = 0;
+    for (int i = 0; i < n; i++)
+        if (fabsf(x[i]) > m) m = fabsf(x[i]);
+    return m;
+}
+
+static void fill(float *x, int n, Rng *r) {
+    for (int i = 0; i < n; i++) x[i] = (float)(3.0 * rng_normal(r));
+}
+
+Test(fastmath, maxima_equal_the_scalar_loops) {
+    Rng r;
+    rng_seed(&r, 7);
+    float x[300];
+    for (int n = 0; n <= 200; n++) {
+        for (int trial = 0; trial < 4; trial++) {
+            fill(x, n, &r);
+            if (trial == 1 && n > 0) x[rng_below(&r, (uint32_t)n)] = NAN;      /* never taken */
+            if (trial == 2 && n > 0) x[rng_below(&r, (uint32_t)n)] = -INFINITY;
+            if (trial == 3 && n > 3) x[n - 1] = x[0] = 50.0f, x[n / 2] = -60.0f; /* ties, |min| > max */
+            float a = tt_maxf(x, n), b = scalar_max(x, n);
+            cr_assert(a == b || (isinf(a) && isinf(b)), "n %d trial %d: max %g vs the loop's %g", n, trial, (double)a,
+                      (double)b);
+            float c = tt_absmaxf(x, n), d = scalar_absmax(x, n);
+            cr_assert(c == d, "n %d trial %d: max |x| %g vs the loop's %g", n, trial, (double)c, (double)d);
+        }
+    }
+    for (int i = 0; i < 40; i++) x[i] = NAN;
+    cr_assert(tt_maxf(x, 40) == -INFINITY, "only NaNs: -inf, as the loop");
+    cr_assert(tt_absmaxf(x, 40) == 0, "only NaNs: 0, as the loop");
+    for (int i = 0; i < 40; i++) x[i] = -INFINITY;
+    cr_assert(isinf(tt_maxf(x, 40)) && tt_maxf(x, 40) < 0);
+    cr_assert(isinf(tt_absmaxf(x, 40)));
+}
+
+Test(fastmath, any16_gt_is_the_scalar_test) {
+    Rng r;
+    rng_seed(&r, 11);
+    float x[16];
+    int seen_true = 0, seen_false = 0;
+    for (int trial = 0; trial < 20000; trial++) {
+        fill(x, 16, &r);
+        if (trial % 7 == 0) x[trial % 16] = NAN;
+        float add = (float)(2.0 * rng_normal(&r)), thr = (float)(6.0 + 2.0 * rng_normal(&r));
+        if (trial % 5 == 0) thr = x[trial % 16] + add; /* equality is not above */
+        int want = 0;
+        for (int q = 0; q < 16; q++) want |= x[q] + add > thr;
+        int got = tt_any16_gt(x, add, thr);
+        cr_assert(got == want, "trial %d: %d vs the loop's %d", trial, got, want);
+        seen_true += want, seen_false += !want;
+    }
+    cr_assert(seen_true > 1000 && seen_false > 1000, "both answers exercised (%d, %d)", seen_true, seen_false);
+}
+
+Test(fastmath, logsumexp_against_double) {
+    Rng r;
+    rng_seed(&r, 3);
+    static float x[8001];
+    int sizes[] = {1, 7, 15, 16, 17, 33, 1000, 8001};
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        int n = sizes[k];
+        fill(x, n, &r);
+        x[n / 3] = 25.0f;
+        if (n > 4) x[1] = -INFINITY;
+        double m = -INFINITY, s = 0;
+        for (int i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+        for (int i = 0; i < n; i++) s += exp((double)x[i] - m);
+        double want = m + log(s), got = row_logsumexp(x, n);
+        cr_assert(fabs(got - want) <= 1e-5 * (1 + fabs(want)), "n %d: %.9g vs %.9g", n, got, want);
+    }
+    for (int i = 0; i < 20; i++) x[i] = -INFINITY;
+    cr_assert(row_logsumexp(x, 20) == -INFINITY, "all -inf: -inf");
+}
