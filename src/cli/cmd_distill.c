@@ -475,8 +475,8 @@ int cmd_distill(int argc, char **argv) {
     int mB, mS, mT;
     bs.max_shape(bs.ctx, &mB, &mS, &mT);
     if (d.cache_kind && dist_size() > 1) {
-        tt_err("--teacher-cache is not supported under mpirun yet (each rank would build the cache); run "
-               "without it, or build the cache with one process first");
+        tt_err("--teacher-cache is not supported under mpirun (each rank would build the whole cache): run "
+               "without it (the live teacher, data parallel), or with one process");
         goto done;
     }
     if (d.cache_kind) {
