@@ -1046,12 +1046,26 @@ static int run_specs(Study *S, Spec *specs, int n) {
             snprintf(r.what, sizeof r.what, "%s", specs[i].what);
             r.seed = specs[i].seed;
             tt_info("study: %s: evaluating on dev and test", specs[i].name);
-            if ((rc = evaluate_model(S, dir, model, 0, &r))) break;
-            train_times(model, &r);
+            if (evaluate_model(S, dir, model, 0, &r)) {
+                if (study_interrupted()) {
+                    rc = -1;
+                    break;
+                }
+                /* an evaluation that fails is recorded like a failed training (delete the
+                 * row's row.json to evaluate it again) and the study goes on */
+                r.failed = 1;
+                snprintf(r.error, sizeof r.error, "%s", tt_errmsg());
+                r.dev_rougeL = r.r1 = r.r2 = r.rL = r.bleu = NAN;
+                r.speed_greedy = r.speed_beam = r.exacc_mid = r.exacc_full = NAN;
+                r.train_s = r.teacher_s = r.student_gen_s = r.student_s = NAN;
+                tt_info("study: %s failed (%s); recorded, the study goes on", r.name, r.error);
+            } else {
+                train_times(model, &r);
+            }
             if ((rc = study_row_save(path, &r))) break;
         }
         if (!row_add(S, &r)) rc = tt_err("out of memory");
-        else
+        else if (!r.failed)
             tt_info("study: %s: dev ROUGE-L %.2f, test ROUGE-L %.2f, %.1fx the teacher's speed (%s)", r.name,
                     r.dev_rougeL, r.rL, S->deployed_beam > 1 ? r.speed_beam : r.speed_greedy, r.method);
     }

@@ -46,7 +46,9 @@ int rouge_of_outputs(Model *m, const Tokenizer *tok, const PairSet *ps, const ch
 
 static int dev_rouge_evaluate(void *ctx, Model *m, double *value, cJSON *line) {
     DevRougeEval *e = ctx;
-    double loss = evaluate_loss(m, e->dev, e->batch_tokens, e->max_batch, NULL);
+    long n_tok;
+    double loss = evaluate_loss(m, e->dev, e->batch_tokens, e->max_batch, &n_tok);
+    if (n_tok < 0) return tt_err_wrap("dev loss");
     if (!isfinite(loss)) return tt_err("dev loss is not finite");
     cJSON_AddNumberToObject(line, "dev_loss", loss);
     size_t n = e->n_rouge < e->dev->n ? e->n_rouge : e->dev->n;

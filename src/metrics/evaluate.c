@@ -375,6 +375,7 @@ static int generate_system(Model *m, const char *dir, const Tokenizer *tok, cons
 static int system_losses(Model *m, const PairSet *ps, EvalSystem *s) {
     size_t n = ps->n;
     s->test_xent = evaluate_loss(m, ps, LOSS_BATCH_TOKENS, LOSS_MAX_BATCH, &s->test_tokens);
+    if (s->test_tokens < 0) return tt_err_wrap("%s: test cross-entropy", s->name);
     if (!isfinite(s->test_xent)) return tt_err("%s: test cross-entropy is not finite", s->name);
     long total = pairset_target_tokens(ps);
     double *nll = malloc(sizeof(double) * (size_t)(total ? total : 1));
@@ -421,10 +422,19 @@ void eval_report_free(EvalReport *r) {
 
 /* Source tokens every model involved can take: an encoder-decoder's positions bound the
  * source; a decoder-only model's hold the prompt and the target together. */
-static int source_budget(int budget, const ModelConfig *c, const EvalOptions *o) {
+/* The reference tokens scored (cross-entropy, exposure bias) must fit the model's positions:
+ * an encoder-decoder's target all of them, a decoder-only model's target beside a source of
+ * at least 3 tokens. Longer references are cut for scoring only (ROUGE and BLEU see them
+ * whole). */
+static int target_budget(int budget, const ModelConfig *c) {
+    int cap = model_is_encdec(c) ? c->max_positions : c->max_positions - 3;
+    return cap < budget ? cap : budget;
+}
+
+static int source_budget(int budget, const ModelConfig *c, const EvalOptions *o, int tgt_budget) {
     int cap = c->max_positions;
     if (!model_is_encdec(c)) {
-        int tgt = o->max_target_tokens > o->max_new_tokens ? o->max_target_tokens : o->max_new_tokens;
+        int tgt = tgt_budget > o->max_new_tokens ? tgt_budget : o->max_new_tokens;
         cap = c->max_positions - tgt;
     }
     return cap < budget ? cap : budget;
@@ -522,16 +532,33 @@ int eval_run(const EvalOptions *o_in, EvalReport *r) {
             goto done;
         }
     }
-    int budget = o->max_source_tokens;
+    int tbudget = o->max_target_tokens, budget = o->max_source_tokens;
     for (int k = 0; k < 3; k++)
-        if (sides[k].dir) budget = source_budget(budget, &sides[k].cfg, o);
+        if (sides[k].dir) tbudget = target_budget(tbudget, &sides[k].cfg);
+    for (int k = 0; k < 3; k++) {
+        /* a decoder-only model holds source and target in one sequence: when the budgets do
+         * not fit its positions, the target and new-token budgets give way, keeping at least
+         * half of the positions (or the source budget, if smaller) for the source */
+        const ModelConfig *c = &sides[k].cfg;
+        if (!sides[k].dir || model_is_encdec(c)) continue;
+        int keep = o->max_source_tokens < c->max_positions / 2 ? o->max_source_tokens : c->max_positions / 2;
+        int room = c->max_positions - (keep > 3 ? keep : 3);
+        if (room >= 2 && (tbudget > room || o->max_new_tokens > room)) {
+            if (tbudget > room) tbudget = room;
+            if (o->max_new_tokens > room) o->max_new_tokens = room;
+            tt_info("eval: %s has %d positions: references scored up to %d tokens, at most %d new tokens", sides[k].dir,
+                    c->max_positions, tbudget, o->max_new_tokens);
+        }
+    }
+    for (int k = 0; k < 3; k++)
+        if (sides[k].dir) budget = source_budget(budget, &sides[k].cfg, o, tbudget);
     if (budget < 3) {
         tt_err("eval: no room for a source: the models have too few positions");
         goto done;
     }
     r->source_budget = budget;
     for (int k = 0; k < 2; k++)
-        if (sides[k].dir && pairset_build(&sides[k].ps, &ds, sides[k].tok, budget, o->max_target_tokens, 0)) goto done;
+        if (sides[k].dir && pairset_build(&sides[k].ps, &ds, sides[k].tok, budget, tbudget, 0)) goto done;
     r->ids = calloc(r->n, sizeof *r->ids);
     r->sources = calloc(r->n, sizeof *r->sources);
     r->refs = calloc(r->n, sizeof *r->refs);
@@ -544,8 +571,8 @@ int eval_run(const EvalOptions *o_in, EvalReport *r) {
         r->sources[i] = ds.items[i].source, ds.items[i].source = NULL;
         r->refs[i] = ds.items[i].target, ds.items[i].target = NULL;
     }
-    tt_info("eval: %zu examples from %s (sources cut to %d tokens, references to %d)", r->n, o->data_path, budget,
-            o->max_target_tokens);
+    tt_info("eval: %zu examples from %s (sources cut to %d tokens, references to %d for scoring)", r->n,
+            o->data_path, budget, tbudget);
 
     /* peak memory first, while no model is resident in this process */
     if (o->speed) {

@@ -61,8 +61,10 @@ double evaluate_loss(Model *m, const PairSet *ps, int batch_tokens, int max_batc
     size_t i = 0;
     while (i < ps->n) {
         int count_b = pairset_next_batch(ps, c, i, batch_tokens, cap_b, idx);
-        if (batch_assemble(&bb, c, ps, idx, count_b) || model_forward(m, &bb.batch, 0)) {
-            total = NAN;
+        if (count_b < 1 || batch_assemble(&bb, c, ps, idx, count_b) || model_forward(m, &bb.batch, 0)) {
+            if (count_b < 1) tt_err("no batch could be made");
+            tt_err_wrap("the batch from pair %zu", i + 1);
+            count = -1;
             break;
         }
         long n;
@@ -74,7 +76,7 @@ double evaluate_loss(Model *m, const PairSet *ps, int batch_tokens, int max_batc
     free(idx);
     batchbuf_free(&bb);
     if (n_tokens) *n_tokens = count;
-    return count ? total / (double)count : NAN;
+    return count > 0 ? total / (double)count : NAN;
 }
 
 /* ---- batches of tokenised pairs ---- */
@@ -183,8 +185,10 @@ TrainLoss xent_loss_iface(XentLoss *l) { return (TrainLoss){.ctx = l, .name = "x
 static int dev_loss_evaluate(void *ctx, Model *m, double *value, cJSON *line) {
     DevLossEval *e = ctx;
     (void)line;
-    *value = evaluate_loss(m, e->dev, e->batch_tokens, e->max_batch, NULL);
-    return isnan(*value) ? -1 : 0;
+    long n;
+    *value = evaluate_loss(m, e->dev, e->batch_tokens, e->max_batch, &n);
+    if (n < 0) return tt_err_wrap("dev loss");
+    return isnan(*value) ? tt_err("dev loss is not finite") : 0;
 }
 
 Evaluator dev_loss_eval_iface(DevLossEval *e) {

@@ -42,15 +42,15 @@ static Tokenizer *make_tokenizer(int vocab) {
 }
 
 /* A random-weight encoder-decoder with the tokenizer's vocabulary, saved as a model dir. */
-static void make_model(const char *dir, Tokenizer *tok, uint64_t seed) {
+static void make_model_arch(const char *dir, Tokenizer *tok, uint64_t seed, int positions, Arch arch) {
     ModelConfig c;
-    model_config_default(&c, ARCH_MBART);
+    model_config_default(&c, arch);
     c.vocab_size = tokenizer_vocab_size(tok);
     c.d_model = 16;
     c.enc_layers = c.dec_layers = 1;
     c.enc_heads = c.dec_heads = 2;
     c.enc_ffn = c.dec_ffn = 32;
-    c.max_positions = 64;
+    c.max_positions = positions;
     c.pad_id = tokenizer_pad_id(tok);
     c.bos_id = tokenizer_bos_id(tok);
     c.eos_id = c.decoder_start_id = c.forced_eos_id = tokenizer_eos_id(tok);
@@ -62,6 +62,8 @@ static void make_model(const char *dir, Tokenizer *tok, uint64_t seed) {
     TEST_ASSERT_OK(tokenizer_save(tok, dir));
     model_free(m);
 }
+
+static void make_model(const char *dir, Tokenizer *tok, uint64_t seed) { make_model_arch(dir, tok, seed, 64, ARCH_MBART); }
 
 typedef struct {
     char dir[64], data[128], model[128], other[128], wrong_vocab[128];
@@ -234,6 +236,36 @@ Test(eval, model_against_itself_differs_by_exactly_zero) {
     cr_expect(c->beam_ms_median > 0 && c->beam_tokens_per_s > 0 && c->greedy_tokens_per_s > 0);
     cr_expect(c->beam == 2 && c->examples == 3);
     eval_report_free(&r);
+    test_rmtree(f.dir);
+}
+
+/* references longer than the model's positions are cut for scoring (cross-entropy, exposure
+ * bias), not an error: a model made with few positions is still evaluated */
+Test(eval, references_longer_than_the_positions) {
+    Fixture f;
+    fixture(&f);
+    Tokenizer *tok = make_tokenizer(300);
+    for (int arch = 0; arch < 2; arch++) {
+        char shortm[160];
+        snprintf(shortm, sizeof shortm, "%s/short%d", f.dir, arch);
+        /* an encoder-decoder with 8 positions; a decoder-only model with 24, where the default
+         * budgets (64 reference tokens, 64 new ones) leave no room for a source */
+        make_model_arch(shortm, tok, 4, arch ? 24 : 8, arch ? ARCH_GPT2 : ARCH_MBART);
+        EvalOptions o;
+        small_options(&o, &f);
+        o.model_dir = shortm;
+        o.oracle_dir = shortm;
+        o.max_target_tokens = 64;
+        o.max_new_tokens = 64;
+        EvalReport r;
+        TEST_ASSERT_OK(eval_run(&o, &r));
+        int P = arch ? 24 : 8;
+        cr_assert(r.source_budget >= 3 && r.source_budget <= P, "arch %d: source budget %d", arch, r.source_budget);
+        cr_assert(isfinite(r.model.test_xent) && r.model.test_xent > 0, "arch %d: xent %g", arch, r.model.test_xent);
+        cr_assert(r.model.test_tokens > 0 && r.model.test_tokens <= (long)r.n * P, "%ld tokens", r.model.test_tokens);
+        eval_report_free(&r);
+    }
+    tokenizer_free(tok);
     test_rmtree(f.dir);
 }
 
