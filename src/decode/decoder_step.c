@@ -332,9 +332,15 @@ int decode_step(DecodeCache *dc, const StepRows *r, const int *logit_rows, int n
         layernorm_forward(dc->ln, NULL, NULL, dc->att, p->dec_ln_final_w, p->dec_ln_final_b, n_logits, C, c->ln_eps);
         y = dc->ln;
     }
-    if (n_logits > 0)
-        dlin(dc, dc->m->q8 ? &dc->m->q8->lm_head : NULL, logits, dc->V, y, p->lm_head, p->final_logits_bias, n_logits, C, dc->V,
-         W_OUT_IN);
+    if (n_logits > 0) {
+        /* BART's final_logits_bias is zeros in most models: then the float path skips filling
+         * every logit with it before the product (a pass over rows x vocabulary) */
+        const real *lb = p->final_logits_bias;
+        int any = 0;
+        for (int v = 0; lb && v < dc->V && !any; v++) any = lb[v] != 0;
+        dlin(dc, dc->m->q8 ? &dc->m->q8->lm_head : NULL, logits, dc->V, y, p->lm_head, any ? lb : NULL, n_logits, C,
+             dc->V, W_OUT_IN);
+    }
     dc->pool_used += M;
     return 0;
 }
