@@ -196,8 +196,14 @@ double row_logsumexp(const real *x, int V) {
     real m = tt_maxf(x, V);
 #endif
     if (m == -INFINITY) return -INFINITY;
+#if !REAL_IS_DOUBLE && defined(__AVX512F__)
+    __m512 va = _mm512_setzero_ps(), vm = _mm512_set1_ps(m);
+    for (int i = 0; i < V16; i += 16) va = _mm512_add_ps(va, tt_exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm)));
+    _mm512_storeu_ps(acc, va);
+#else
     for (int i = 0; i < V16; i += 16)
         for (int j = 0; j < 16; j++) acc[j] += REAL_EXP(x[i + j] - m);
+#endif
     double s = 0;
     for (int j = 0; j < 16; j++) s += acc[j];
     for (int i = V16; i < V; i++) s += exp((double)x[i] - m);

@@ -88,3 +88,29 @@ Test(fastmath, logsumexp_against_double) {
     for (int i = 0; i < 20; i++) x[i] = -INFINITY;
     cr_assert(row_logsumexp(x, 20) == -INFINITY, "all -inf: -inf");
 }
+
+#if defined(__AVX512F__)
+/* the AVX-512 exp (this build targets this machine) against libm's, over the whole range */
+Test(fastmath, exp16_against_libm) {
+    float x[16], y[16];
+    double worst = 0;
+    for (int k = 0; k < 20000; k++) {
+        for (int q = 0; q < 16; q++) x[q] = -100.0f + 188.0f * (float)(k * 16 + q) / (20000.0f * 16.0f);
+        _mm512_storeu_ps(y, tt_exp16(_mm512_loadu_ps(x)));
+        for (int q = 0; q < 16; q++) {
+            double want = exp((double)x[q]);
+            if (want < 1e-37) continue; /* denormal results: absolute error only */
+            double rel = fabs((double)y[q] - want) / want;
+            if (rel > worst) worst = rel;
+        }
+    }
+    cr_assert(worst < 4e-7, "largest relative error %g", worst);
+    float sp[16] = {-INFINITY, NAN, 89.0f, -200.0f, 0.0f, -0.0f, 1.0f, -1.0f};
+    _mm512_storeu_ps(y, tt_exp16(_mm512_loadu_ps(sp)));
+    cr_assert(y[0] == 0.0f, "exp(-inf) = %g", (double)y[0]);
+    cr_assert(isnan(y[1]), "exp(NaN) = %g", (double)y[1]);
+    cr_assert(isinf(y[2]) && y[2] > 0, "exp(89) = %g (overflow)", (double)y[2]);
+    cr_assert(y[3] == 0.0f && y[4] == 1.0f && y[5] == 1.0f);
+    cr_assert(fabs(y[6] - 2.718281828) < 1e-6 && fabs(y[7] - 0.3678794412) < 1e-7);
+}
+#endif
