@@ -69,6 +69,8 @@ typedef struct {
     const char *model_dir;     /* required */
     const char *baseline_dir;  /* NULL: no baseline, no differences */
     int baseline_speed_only;   /* 1: the baseline is only timed (cost), not generated or scored */
+    int speed_only;            /* 1: only the cost (speed, memory, size) of both; nothing generated for
+                                  scoring, no references needed beyond the sources */
     int int8;                  /* 1: the model (not the baseline) runs on its int8 weights */
     const char *name_model, *name_baseline; /* column names in the printed tables (NULL: "model",
                                                "baseline"); the JSON keys stay */
@@ -165,6 +167,7 @@ typedef struct {
     BleuOptions bleu_opt;
     ChrfOptions chrf_opt;
     double seconds;
+    int speed_only;              /* the report holds the cost only (EvalOptions.speed_only) */
 } EvalReport;
 
 /* Runs the whole evaluation. Cost (when o->speed) is measured first, in forked children, so

@@ -32,6 +32,9 @@ static void usage(FILE *f) {
             "                         the baseline stays as it is (give the same DIR to compare)\n"
             "  --baseline-speed-only  only time the baseline beside the model (the cost table's\n"
             "                         ratios); no baseline outputs, scores or intervals\n"
+            "  --speed-only           only the cost table (speed, memory, size) of the model and the\n"
+            "                         baseline: nothing generated for scoring (to re-time models\n"
+            "                         in one sitting)\n"
             "  --oracle DIR           oracle for exposure bias (normally the teacher; same tokenizer)\n"
             "  decoding: the model's (and the baseline's) generation_config.json, with these over it:\n"
             "%s"
@@ -149,6 +152,10 @@ int cmd_eval(int argc, char **argv) {
             o.baseline_speed_only = 1;
             continue;
         }
+        if (!strcmp(a, "--speed-only")) {
+            o.speed_only = 1;
+            continue;
+        }
         if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             quiet = 1;
             continue;
@@ -219,6 +226,11 @@ int cmd_eval(int argc, char **argv) {
     }
     if (o.baseline_speed_only && (!o.baseline_dir || !o.speed)) {
         fprintf(stderr, "tutor: eval: --baseline-speed-only needs --baseline and the speed measurements (no --no-speed)\n");
+        return 2;
+    }
+    if (o.speed_only && (!o.speed || o.oracle_dir || gen_path || show || plot_path)) {
+        fprintf(stderr, "tutor: eval: --speed-only measures the cost only: not with --no-speed, --oracle, "
+                        "--generations, --show-examples or --plot\n");
         return 2;
     }
     if (plot_path && !o.oracle_dir) {

@@ -99,6 +99,7 @@ typedef struct {
     int deployed_beam;
     double row_min; /* the training minutes of each row (0 in quick mode: steps) */
     int quick_steps;
+    int retimed; /* speed_pass ran: the speed column was re-timed in one sitting */
     RowResult *rows;
     int n_rows, cap_rows;
     char *decisions;
@@ -1715,6 +1716,63 @@ static int budget_plan(Study *S) {
     return rc;
 }
 
+/* Once every row is done: every student's speed-up re-timed in one sitting, on one machine
+ * and one build (rows trained in several sessions were evaluated on whatever CPU and build
+ * each session had), `tutor eval --speed-only` against the teacher into rows/NAME/speed.json;
+ * a row that has the file is not re-timed (delete the files to time again). */
+static int speed_pass(Study *S) {
+    int todo = 0;
+    for (int i = 0; i < S->n_rows; i++) {
+        const RowResult *r = &S->rows[i];
+        todo += !strcmp(r->role, "student") && !r->failed && !r->same_as[0] && r->dir[0];
+    }
+    int k = 0;
+    for (int i = 0; i < S->n_rows; i++) {
+        RowResult *r = &S->rows[i];
+        if (strcmp(r->role, "student") || r->failed || r->same_as[0] || !r->dir[0]) continue;
+        char sp[800], log[800];
+        pathf(sp, sizeof sp, "%s/rows/%s/speed.json", S->out, r->name);
+        pathf(log, sizeof log, "%s/rows/%s/log.txt", S->out, r->name);
+        k++;
+        if (!file_exists(sp)) {
+            if (k == 1) tt_info("study: re-timing every student against the teacher in one sitting (%d rows)", todo);
+            Argv a = {0};
+            argv_push(&a, "eval");
+            argv_push(&a, "--model"), argv_push(&a, r->dir);
+            argv_push(&a, "--data"), argv_push(&a, S->tst);
+            argv_push(&a, "--baseline"), argv_push(&a, S->teacher);
+            argv_push(&a, "--speed-only");
+            argv_push(&a, "--speed-examples"), argv_pushf(&a, "%d", speed_examples(S));
+            argv_push(&a, "-q");
+            argv_push(&a, "--threads"), argv_pushf(&a, "%d", S->threads);
+            argv_push(&a, "--json"), argv_push(&a, sp);
+            common_fields(S, &a);
+            int rc = study_run(&a, log);
+            argv_free(&a);
+            if (rc) {
+                if (study_interrupted()) return -1;
+                tt_info("study: re-timing %s failed (%s); its speed stays the evaluation's", r->name, tt_errmsg());
+                continue;
+            }
+        }
+        cJSON *t = json_load_object(sp);
+        if (!t) continue;
+        double g = jnum(t, "cost.model_over_baseline.greedy_inputs_per_s"),
+               b = jnum(t, "cost.model_over_baseline.beam_inputs_per_s");
+        if (g > 0) r->speed_greedy = g;
+        if (b > 0) r->speed_beam = b;
+        cJSON_Delete(t);
+    }
+    /* rows that are another row (same_as) take its new speeds */
+    for (int i = 0; i < S->n_rows; i++) {
+        RowResult *r = &S->rows[i];
+        if (!r->same_as[0]) continue;
+        const RowResult *o = row_find(S, r->same_as);
+        if (o) r->speed_greedy = o->speed_greedy, r->speed_beam = o->speed_beam;
+    }
+    return 0;
+}
+
 static char *header_text(const Study *S) {
     char *h = malloc(8192), train[256];
     if (!h) return NULL;
@@ -1727,11 +1785,16 @@ static char *header_text(const Study *S) {
              "Token budgets from the labeled data: sources %d (95th percentile), targets %d (99th); exposure bias "
              "at l = %d and %d (the 90th percentile of target lengths and its half).\n"
              "Training rows: %s; each row's model selected by greedy dev ROUGE-L; every decision below on the "
-             "full dev set with the deployed decoding; every number in the table on test.\n",
+             "full dev set with the deployed decoding; every number in the table on test.%s\n",
              S->labeled, S->n_lab, S->unlabeled, S->n_unl, S->dev, S->n_dev, S->test, S->n_test,
              S->quick ? " -- **--quick: a small subset and tiny budgets, a check of the machinery, not a result**" : "",
              S->teacher, t ? t->params : 0, model_is_encdec(&S->tcfg) ? "encoder-decoder" : "decoder-only",
-             S->deployed_beam, S->deployed_beam > 1 ? "s" : "", S->max_src, S->max_tgt, S->ex_mid, S->ex_full, train);
+             S->deployed_beam, S->deployed_beam > 1 ? "s" : "", S->max_src, S->max_tgt, S->ex_mid, S->ex_full, train,
+             S->retimed ? "\nSpeed-ups: every student re-timed against the teacher in one sitting once all rows were "
+                          "done (`rows/*/speed.json`, `tutor eval --speed-only`), so that the column shares one "
+                          "machine and one build; decisions made during the study (the S3+ student's speed) used "
+                          "the speed measured at the row's evaluation."
+                        : "");
     return h;
 }
 
@@ -1884,6 +1947,7 @@ int cmd_study(int argc, char **argv) {
     }
     if (!rc) rc = budget_plan(&S);
     if (!rc) rc = run_study(&S);
+    if (!rc && !(rc = speed_pass(&S))) S.retimed = 1;
     /* the report, from whatever rows exist (a partial study reports its finished rows) */
     if (S.n_rows) {
         StudyReport rep = {.out_dir = S.out, .test_path = S.tst, .target_field = S.tgt_field, .rows = S.rows,

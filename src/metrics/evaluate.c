@@ -601,6 +601,13 @@ int eval_run(const EvalOptions *o_in, EvalReport *r) {
         eval_measure_speed(sm->m, sm->dir, &sm->ps, sb->m, sb->dir, sb->dir ? &sb->ps : NULL, o, &r->cost_model,
                            &r->cost_baseline))
         goto done;
+    if (o->speed_only) {
+        r->speed_only = 1;
+        r->has_baseline = 0;
+        r->seconds = tt_now_s() - t_start;
+        rc = 0;
+        goto done;
+    }
 
     /* outputs */
     if (system_init(&r->model, "model", o->model_dir, r->n)) goto done;

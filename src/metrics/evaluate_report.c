@@ -192,6 +192,23 @@ cJSON *eval_report_json(const EvalReport *r) {
     add_num(st, "threads", o->threads);
     add_num(st, "seconds", r->seconds);
 
+    if (r->speed_only) {
+        /* the cost only: the same fields as a full report's "cost" */
+        cJSON_AddBoolToObject(st, "speed_only", 1);
+        cJSON *c = cJSON_AddObjectToObject(root, "cost");
+        cJSON_AddItemToObject(c, "model", cost_json(&r->cost_model));
+        if (r->cost_baseline.measured) {
+            const EvalCost *a = &r->cost_model, *b = &r->cost_baseline;
+            cJSON_AddItemToObject(c, "baseline", cost_json(b));
+            cJSON *q = cJSON_AddObjectToObject(c, "model_over_baseline");
+            add_num(q, "parameters", safe_ratio((double)a->n_params, (double)b->n_params));
+            add_num(q, "greedy_tokens_per_s", safe_ratio(a->greedy_tokens_per_s, b->greedy_tokens_per_s));
+            add_num(q, "beam_tokens_per_s", safe_ratio(a->beam_tokens_per_s, b->beam_tokens_per_s));
+            add_num(q, "greedy_inputs_per_s", safe_ratio(a->greedy_inputs_per_s, b->greedy_inputs_per_s));
+            add_num(q, "beam_inputs_per_s", safe_ratio(a->beam_inputs_per_s, b->beam_inputs_per_s));
+        }
+        return root;
+    }
     cJSON *sig = cJSON_AddObjectToObject(root, "signatures");
     cJSON_AddStringToObject(sig, "bleu", r->model.bleu.signature);
     cJSON_AddStringToObject(sig, "chrf", r->model.chrf.signature);
@@ -404,6 +421,16 @@ char *eval_report_table(const EvalReport *r) {
     FILE *f = open_memstream(&buf, &len);
     if (!f) return NULL;
     const EvalOptions *o = &r->opt;
+    if (r->speed_only) {
+        fprintf(f, "tutor eval: speed only, %s\n", o->data_path);
+        if (r->cost_model.measured) print_cost(f, r);
+        fprintf(f, "\nwhole evaluation %.1f s\n", r->seconds);
+        if (fclose(f)) {
+            free(buf);
+            return NULL;
+        }
+        return buf;
+    }
     fprintf(f, "tutor eval: %zu examples of %s; %s; ROUGE %s\n", r->n, o->data_path,
             o->beam > 1 ? "beam search" : "greedy search", o->use_stemmer ? "with Porter stemming" : "without stemming");
     if (o->beam > 1) fprintf(f, "(%d beams, length penalty %g)\n", o->beam, o->length_penalty);

@@ -159,7 +159,17 @@ Test(study, quick_every_row_and_resume, .timeout = 600) {
     cr_assert(md != NULL);
     cr_assert(strstr(md, "| S8 | whose PTs |") != NULL, "RESULTS.md has no S8 decision");
     cr_assert(strstr(md, "| S3-kd |") != NULL);
+    cr_assert(strstr(md, "re-timed against the teacher in one sitting") != NULL, "RESULTS.md does not say the speeds "
+                                                                                "were re-timed");
     free(md);
+    /* every student re-timed in one sitting: a speed-only report beside its row */
+    snprintf(path, sizeof path, "%s/rows/S3-kd/speed.json", out);
+    cJSON *sj = json_load_object(path);
+    cr_assert(sj != NULL, "no %s", path);
+    const cJSON *sq = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(sj, "cost"), "model_over_baseline");
+    cr_assert(num_at(sq, "beam_inputs_per_s", NULL) > 0 && num_at(sq, "greedy_inputs_per_s", NULL) > 0);
+    cr_assert(!cJSON_GetObjectItemCaseSensitive(sj, "model"), "a speed-only report has no scores");
+    cJSON_Delete(sj);
 
     /* a rerun finds every row done: nothing is trained or evaluated again */
     char row[500];
