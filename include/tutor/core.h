@@ -82,6 +82,10 @@ void tt_parallel_for(int n, void (*fn)(int i, void *ctx), void *ctx);
  * free, and returns when all are done. part < tt_threads() names the thread (for per-thread
  * scratch), not the chunk: results must not depend on it. Nested calls run serially. */
 void tt_parallel_range(int n, void (*fn)(int begin, int end, int part, void *ctx), void *ctx);
+/* The same, run on the caller's thread when work (an estimate of the whole job's floating
+ * point operations) is too small to pay for waking the pool (a few microseconds per region,
+ * which many small regions per decoding step add up). Results do not depend on which. */
+void tt_parallel_range_work(int n, double work, void (*fn)(int begin, int end, int part, void *ctx), void *ctx);
 
 /* Monotonic clock in seconds. */
 double tt_now_s(void);

@@ -107,6 +107,19 @@ void tt_parallel_range(int n, void (*fn)(int begin, int end, int part, void *ctx
     pthread_mutex_unlock(&pool.mu);
 }
 
+/* below this many operations a region runs inline: waking a worker through the condition
+ * variable and waiting for it costs microseconds, the time of about 10^5 operations of
+ * these kernels (an estimate, checked by bench/int8-speed at 1 and 2 threads) */
+#define TT_PARALLEL_MIN_WORK 131072.0
+
+void tt_parallel_range_work(int n, double work, void (*fn)(int begin, int end, int part, void *ctx), void *ctx) {
+    if (work < TT_PARALLEL_MIN_WORK) {
+        if (n > 0) fn(0, n, 0, ctx);
+        return;
+    }
+    tt_parallel_range(n, fn, ctx);
+}
+
 typedef struct {
     void (*fn)(int, void *);
     void *ctx;

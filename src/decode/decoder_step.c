@@ -274,13 +274,17 @@ static void step_block(DecodeCache *dc, const StepRows *r, int l, int kind) {
             memcpy(dc->v_pool + (base + i) * C, dc->qkv + (long)i * 3 * C + 2 * C, sizeof(real) * C);
         }
         AttnStepJob j = {dc, r, l, 0, dc->qkv, 3 * C, scale};
-        tt_parallel_range(M * dc->H, attention_rows, &j);
+        int ctx = 1;
+        for (int i = 0; i < M; i++) ctx = r->pos[i] + 1 > ctx ? r->pos[i] + 1 : ctx;
+        tt_parallel_range_work(M * dc->H, 4.0 * M * C * ctx, attention_rows, &j);
         dlin(dc, ql ? &ql->o : NULL, dc->proj, C, dc->att, a->o_w, a->o_b, M, C, C, lay);
     } else if (kind == 1) {
         const AttnParams *a = &lp->cross;
         dlin(dc, ql ? &ql->cq : NULL, dc->qkv, C, inp, a->q_w, a->q_b, M, C, C, W_OUT_IN);
         AttnStepJob j = {dc, r, l, 1, dc->qkv, C, scale};
-        tt_parallel_range(M * dc->H, attention_rows, &j);
+        int ctx = 1;
+        for (int i = 0; i < M; i++) ctx = dc->src_len[r->input[i]] > ctx ? dc->src_len[r->input[i]] : ctx;
+        tt_parallel_range_work(M * dc->H, 4.0 * M * C * ctx, attention_rows, &j);
         dlin(dc, ql ? &ql->co : NULL, dc->proj, C, dc->att, a->o_w, a->o_b, M, C, C, W_OUT_IN);
     } else {
         dlin(dc, ql ? &ql->fc1 : NULL, dc->hid, dc->F, inp, lp->fc1_w, lp->fc1_b, M, C, dc->F, lay);

@@ -632,9 +632,9 @@ int generator_run_seeded(Generator *gen, int n, const int *const *src, const int
     for (;;) {
         int rows = gen->n_slots;
         if (gen->first_rows) rows = gen->first_rows, gen->first_rows = 0;
-        tt_parallel_range(rows, lse_range, gen);
+        tt_parallel_range_work(rows, 8.0 * rows * gen->V, lse_range, gen);
         ChooseJob job = {gen, list};
-        tt_parallel_range(n_active, choose_range, &job);
+        tt_parallel_range_work(n_active, 4.0 * gen->n_slots * gen->V, choose_range, &job);
         int keep = 0;
         for (int a = 0; a < n_active; a++)
             if (!gen->in[list[a]].done) list[keep++] = list[a];
@@ -755,9 +755,9 @@ int generator_serve(Generator *gen, const GenServe *cb) {
             rc = -1;
             break;
         }
-        tt_parallel_range(gen->n_slots, lse_range, gen);
+        tt_parallel_range_work(gen->n_slots, 8.0 * gen->n_slots * gen->V, lse_range, gen);
         ChooseJob job = {gen, list};
-        tt_parallel_range(n_active, choose_range, &job);
+        tt_parallel_range_work(n_active, 4.0 * gen->n_slots * gen->V, choose_range, &job);
         int keep = 0;
         for (int a = 0; a < n_active; a++) {
             int b = list[a];

@@ -82,7 +82,7 @@ static int n_blocks(long n) { return (int)((n + GELU_BLOCK - 1) / GELU_BLOCK); }
 
 void gelu_forward(real *out, const real *inp, long n, GeluKind kind) {
     GeluJob j = {out, inp, NULL, n, kind, 0};
-    tt_parallel_range(n_blocks(n), gelu_forward_range, &j);
+    tt_parallel_range_work(n_blocks(n), 30.0 * (double)n, gelu_forward_range, &j);
 }
 
 void gelu_backward(real *dinp, const real *inp, const real *dout, long n, GeluKind kind) {

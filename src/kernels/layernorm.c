@@ -54,7 +54,7 @@ void layernorm_forward(real *out, real *mean, real *rstd, const real *inp, const
                        const real *b, int N, int C, double eps) {
     // inp, out are (N,C); w, b are (C); mean, rstd are (N)
     LnJob j = {.out = out, .mean = mean, .rstd = rstd, .inp = inp, .w = w, .b = b, .N = N, .C = C, .eps = eps};
-    tt_parallel_range(N, ln_forward_rows, &j);
+    tt_parallel_range_work(N, 8.0 * N * C, ln_forward_rows, &j);
 }
 
 static void ln_backward_rows(int begin, int end, int part, void *arg) {
