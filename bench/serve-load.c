@@ -8,7 +8,9 @@
  *   ratio_32  = server throughput at 32 clients / at 1 client               (bar: >= 4)
  *   rss_drift = RSS at the end / RSS after warm-up                          (bar: <= 1.05)
  * Usage: serve-load --model DIR --data TEST.jsonl [--tutor PATH] [--requests N] [--threads N]
- *                   [--max-seconds S] */
+ *                   [--max-seconds S] [--num-beams N]
+ * --num-beams N sends "parameters": {"num_beams": N} with every request (and times tutor
+ * generate --beam N); without it, the model's own decoding (its generation_config.json). */
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <netinet/in.h>
@@ -99,7 +101,7 @@ static int cmp_d(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *tutor = "build/release/tutor";
-    int requests = 128, threads = 2;
+    int requests = 128, threads = 2, beams = 0;
     double max_s = 120;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
@@ -108,9 +110,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--requests") && i + 1 < argc) requests = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--max-seconds") && i + 1 < argc) max_s = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--num-beams") && i + 1 < argc) beams = atoi(argv[++i]);
         else {
             fprintf(stderr, "usage: serve-load --model DIR --data TEST.jsonl [--tutor PATH] [--requests N] [--threads N] "
-                            "[--max-seconds S]\n");
+                            "[--max-seconds S] [--num-beams N]\n");
             return 2;
         }
     }
@@ -119,6 +122,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     bench_print_machine();
+    if (beams > 0) printf("decoding: num_beams %d in every request (the rest of the model's generation_config.json)\n", beams);
+    else printf("decoding: the model's generation_config.json\n");
     /* the request bodies: the first `requests` sources */
     FILE *f = fopen(data, "r");
     if (!f) {
@@ -137,6 +142,7 @@ int main(int argc, char **argv) {
         if (cJSON_IsString(s)) {
             cJSON *b = cJSON_CreateObject();
             cJSON_AddStringToObject(b, "inputs", s->valuestring);
+            if (beams > 0) cJSON_AddNumberToObject(cJSON_AddObjectToObject(b, "parameters"), "num_beams", beams);
             bodies[nb++] = cJSON_PrintUnformatted(b);
             cJSON_Delete(b);
             if (inputs) fprintf(inputs, "%s", line);
@@ -151,8 +157,11 @@ int main(int argc, char **argv) {
     }
     /* the reference: tutor generate at batch 1 on the same inputs */
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s generate --model %s --input %s --batch-size 1 --threads %d --no-progress -o /dev/null 2>/dev/null",
-             tutor, model, inputs_path, threads);
+    char beam_flag[32] = "";
+    if (beams > 0) snprintf(beam_flag, sizeof beam_flag, " --beam %d", beams);
+    snprintf(cmd, sizeof cmd,
+             "%s generate --model %s --input %s --batch-size 1 --threads %d%s --no-progress -o /dev/null 2>/dev/null",
+             tutor, model, inputs_path, threads, beam_flag);
     double t0 = tt_now_s();
     if (system(cmd) != 0) {
         fprintf(stderr, "serve-load: %s failed\n", cmd);
