@@ -164,14 +164,7 @@ static inline void softmax_inplace(real *s, int n) {
     real mx = tt_maxf(s, n);
 #endif
     for (int t = 0; t < n; t++) s[t] = REAL_EXP(s[t] - mx);
-    /* the sum in eight double lanes (vectorised), added in a fixed order */
-    double ls[8] = {0};
-    int n8 = n & ~7;
-    for (int t = 0; t < n8; t += 8)
-        for (int q = 0; q < 8; q++) ls[q] += s[t + q];
-    double sum = ((ls[0] + ls[4]) + (ls[1] + ls[5])) + ((ls[2] + ls[6]) + (ls[3] + ls[7]));
-    for (int t = n8; t < n; t++) sum += s[t];
-    real inv = (real)(1.0 / sum);
+    real inv = (real)(1.0 / tt_sum_lanes(s, n));
     for (int t = 0; t < n; t++) s[t] *= inv;
 }
 

@@ -39,14 +39,7 @@ static void masked_softmax_row(real *restrict row, int Tk, const int *restrict k
     if (key_mask)
         for (int j = 0; j < limit; j++) row[j] = key_mask[j] ? row[j] : 0;
     for (int j = limit; j < Tk; j++) row[j] = 0;
-    /* the sum in eight double lanes, added in a fixed order */
-    double ls[8] = {0};
-    int L8 = limit & ~7;
-    for (int j = 0; j < L8; j += 8)
-        for (int q = 0; q < 8; q++) ls[q] += row[j + q];
-    double s = ((ls[0] + ls[4]) + (ls[1] + ls[5])) + ((ls[2] + ls[6]) + (ls[3] + ls[7]));
-    for (int j = L8; j < limit; j++) s += row[j];
-    real inv = (real)(1.0 / s);
+    real inv = (real)(1.0 / tt_sum_lanes(row, limit));
     for (int j = 0; j < limit; j++) row[j] *= inv;
 }
 

@@ -175,6 +175,18 @@ static inline __m512 tt_exp16(__m512 x) {
 }
 #endif
 
+/* sum of x[0, n) in eight double lanes (a serial double sum is a chain of dependent adds; the
+ * lanes vectorise), the lanes added in a fixed order: the same result on every run */
+static inline double tt_sum_lanes(const real *x, int n) {
+    double ls[8] = {0};
+    int n8 = n & ~7;
+    for (int i = 0; i < n8; i += 8)
+        for (int q = 0; q < 8; q++) ls[q] += x[i + q];
+    double s = ((ls[0] + ls[4]) + (ls[1] + ls[5])) + ((ls[2] + ls[6]) + (ls[3] + ls[7]));
+    for (int i = n8; i < n; i++) s += x[i];
+    return s;
+}
+
 /* The exp/erf/tanh of the build's real type. */
 #if REAL_IS_DOUBLE
 #define REAL_EXP exp

@@ -161,6 +161,26 @@ static cJSON *per_example_json(const EvalSystem *s, size_t i) {
     return o;
 }
 
+/* "cost": the model's, the baseline's and their ratios, when measured */
+static void add_cost(cJSON *root, const EvalReport *r) {
+    if (!r->cost_model.measured) return;
+    cJSON *c = cJSON_AddObjectToObject(root, "cost");
+    cJSON_AddItemToObject(c, "model", cost_json(&r->cost_model));
+    if (!r->cost_baseline.measured) return;
+    const EvalCost *a = &r->cost_model, *b = &r->cost_baseline;
+    cJSON_AddItemToObject(c, "baseline", cost_json(b));
+    cJSON *q = cJSON_AddObjectToObject(c, "model_over_baseline");
+    add_num(q, "parameters", safe_ratio((double)a->n_params, (double)b->n_params));
+    add_num(q, "disk_bytes", safe_ratio((double)a->disk_bytes, (double)b->disk_bytes));
+    add_num(q, "peak_rss_bytes", safe_ratio((double)a->peak_rss_bytes, (double)b->peak_rss_bytes));
+    add_num(q, "greedy_latency_ms_median", safe_ratio(a->greedy_ms_median, b->greedy_ms_median));
+    add_num(q, "beam_latency_ms_median", safe_ratio(a->beam_ms_median, b->beam_ms_median));
+    add_num(q, "greedy_tokens_per_s", safe_ratio(a->greedy_tokens_per_s, b->greedy_tokens_per_s));
+    add_num(q, "beam_tokens_per_s", safe_ratio(a->beam_tokens_per_s, b->beam_tokens_per_s));
+    add_num(q, "greedy_inputs_per_s", safe_ratio(a->greedy_inputs_per_s, b->greedy_inputs_per_s));
+    add_num(q, "beam_inputs_per_s", safe_ratio(a->beam_inputs_per_s, b->beam_inputs_per_s));
+}
+
 cJSON *eval_report_json(const EvalReport *r) {
     const EvalOptions *o = &r->opt;
     cJSON *root = cJSON_CreateObject();
@@ -193,20 +213,9 @@ cJSON *eval_report_json(const EvalReport *r) {
     add_num(st, "seconds", r->seconds);
 
     if (r->speed_only) {
-        /* the cost only: the same fields as a full report's "cost" */
+        /* the cost only, the same fields as a full report's */
         cJSON_AddBoolToObject(st, "speed_only", 1);
-        cJSON *c = cJSON_AddObjectToObject(root, "cost");
-        cJSON_AddItemToObject(c, "model", cost_json(&r->cost_model));
-        if (r->cost_baseline.measured) {
-            const EvalCost *a = &r->cost_model, *b = &r->cost_baseline;
-            cJSON_AddItemToObject(c, "baseline", cost_json(b));
-            cJSON *q = cJSON_AddObjectToObject(c, "model_over_baseline");
-            add_num(q, "parameters", safe_ratio((double)a->n_params, (double)b->n_params));
-            add_num(q, "greedy_tokens_per_s", safe_ratio(a->greedy_tokens_per_s, b->greedy_tokens_per_s));
-            add_num(q, "beam_tokens_per_s", safe_ratio(a->beam_tokens_per_s, b->beam_tokens_per_s));
-            add_num(q, "greedy_inputs_per_s", safe_ratio(a->greedy_inputs_per_s, b->greedy_inputs_per_s));
-            add_num(q, "beam_inputs_per_s", safe_ratio(a->beam_inputs_per_s, b->beam_inputs_per_s));
-        }
+        add_cost(root, r);
         return root;
     }
     cJSON *sig = cJSON_AddObjectToObject(root, "signatures");
@@ -238,24 +247,7 @@ cJSON *eval_report_json(const EvalReport *r) {
             add_num(x, "seed", (double)b->seed);
         }
     }
-    if (r->cost_model.measured) {
-        cJSON *c = cJSON_AddObjectToObject(root, "cost");
-        cJSON_AddItemToObject(c, "model", cost_json(&r->cost_model));
-        if (r->cost_baseline.measured) {
-            const EvalCost *a = &r->cost_model, *b = &r->cost_baseline;
-            cJSON_AddItemToObject(c, "baseline", cost_json(b));
-            cJSON *q = cJSON_AddObjectToObject(c, "model_over_baseline");
-            add_num(q, "parameters", safe_ratio((double)a->n_params, (double)b->n_params));
-            add_num(q, "disk_bytes", safe_ratio((double)a->disk_bytes, (double)b->disk_bytes));
-            add_num(q, "peak_rss_bytes", safe_ratio((double)a->peak_rss_bytes, (double)b->peak_rss_bytes));
-            add_num(q, "greedy_latency_ms_median", safe_ratio(a->greedy_ms_median, b->greedy_ms_median));
-            add_num(q, "beam_latency_ms_median", safe_ratio(a->beam_ms_median, b->beam_ms_median));
-            add_num(q, "greedy_tokens_per_s", safe_ratio(a->greedy_tokens_per_s, b->greedy_tokens_per_s));
-            add_num(q, "beam_tokens_per_s", safe_ratio(a->beam_tokens_per_s, b->beam_tokens_per_s));
-            add_num(q, "greedy_inputs_per_s", safe_ratio(a->greedy_inputs_per_s, b->greedy_inputs_per_s));
-            add_num(q, "beam_inputs_per_s", safe_ratio(a->beam_inputs_per_s, b->beam_inputs_per_s));
-        }
-    }
+    add_cost(root, r);
     if (r->has_exposure) {
         const ExposureBias *e = &r->exposure;
         cJSON *x = cJSON_AddObjectToObject(root, "exposure_bias");
