@@ -23,7 +23,7 @@ static void masked_softmax_row(real *restrict row, int Tk, const int *restrict k
                 tt_v16i keep = *(const tt_v16i *)(key_mask + j0) != 0;
                 x = (tt_v16f)(((tt_v16i)x & keep) | ((tt_v16i)ninf & ~keep));
             }
-            v = tt_v16_max(x, v);
+            TT_V16_MAX_INTO(v, x);
         }
         for (int q = 0; q < 16; q++) mx = v[q] > mx ? v[q] : mx;
     }

@@ -90,10 +90,14 @@ typedef int32_t tt_v16i __attribute__((vector_size(64), aligned(4), may_alias));
 typedef uint32_t tt_v16u __attribute__((vector_size(64), aligned(4), may_alias));
 typedef uint32_t tt_u32a __attribute__((may_alias));
 
-static inline tt_v16f tt_v16_max(tt_v16f a, tt_v16f m) {
-    tt_v16i gt = a > m;
-    return (tt_v16f)(((tt_v16i)a & gt) | ((tt_v16i)m & ~gt));
-}
+/* m = max(a, m) lane by lane, as `a > m ? a : m` (a macro: a function passing 64-byte vectors
+ * by value changes the ABI where AVX-512 is off, which GCC warns about) */
+#define TT_V16_MAX_INTO(m, a)                                                                      \
+    do {                                                                                           \
+        tt_v16f a_ = (a);                                                                          \
+        tt_v16i gt_ = a_ > (m);                                                                    \
+        (m) = (tt_v16f)(((tt_v16i)a_ & gt_) | ((tt_v16i)(m) & ~gt_));                              \
+    } while (0)
 
 /* max of x[0, n); -inf when n is 0 or every value is -inf or NaN */
 static inline float tt_maxf(const float *x, int n) {
@@ -101,7 +105,7 @@ static inline float tt_maxf(const float *x, int n) {
     float m = -INFINITY;
     if (n >= 16) {
         tt_v16f v = *(const tt_v16f *)x;
-        for (i = 16; i + 16 <= n; i += 16) v = tt_v16_max(*(const tt_v16f *)(x + i), v);
+        for (i = 16; i + 16 <= n; i += 16) TT_V16_MAX_INTO(v, *(const tt_v16f *)(x + i));
         for (int q = 0; q < 16; q++) m = v[q] > m ? v[q] : m;
     }
     for (; i < n; i++) m = x[i] > m ? x[i] : m;
