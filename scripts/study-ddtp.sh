@@ -1,7 +1,7 @@
 #!/bin/sh
 # study-ddtp.sh: the same `tutor study` on a second task, ddtp-de (Debian package synopses,
 # English -> German, from the Debian Description Translation Project; scripts/ddtp-build.sh),
-# with no teacher given: the study trains its own (1 h), then runs --quick, and S3 and S8
+# with no teacher given: the study trains its own (45 min), then runs --quick, and S3 and S8
 # (with the student chosen among S1's candidates). Resumable. Results are copied to
 # docs/study/ddtp-de/. Usage: scripts/study-ddtp.sh [OUT_DIR]   (default build/study/ddtp-de)
 set -eu
@@ -14,7 +14,7 @@ scripts/ddtp-build.sh "$d"
 "$tutor" study --quick --labeled $d/labeled.jsonl --unlabeled $d/unlabeled.jsonl --dev $d/dev.jsonl \
   --test $d/test.jsonl --unlabeled-gold $d/unlabeled-gold.jsonl --threads 2 -o "$out-quick"
 "$tutor" study --labeled $d/labeled.jsonl --unlabeled $d/unlabeled.jsonl --dev $d/dev.jsonl --test $d/test.jsonl \
-  --unlabeled-gold $d/unlabeled-gold.jsonl --stages S1,S3,S8,ref --teacher-hours 1 --budget-hours 2 \
+  --unlabeled-gold $d/unlabeled-gold.jsonl --stages S1,S3,S8,ref --teacher-hours 0.75 --budget-hours 1.5 \
   --jobs 2 --threads 2 -o "$out"
 mkdir -p docs/study/ddtp-de docs/study/ddtp-de-quick
 cp -f "$out/RESULTS.md" "$out/results.json" docs/study/ddtp-de/
