@@ -9,11 +9,13 @@
  * (tests/train/mpi-lsan.supp), full allocation stacks (the fast unwinder stops in libraries
  * built without frame pointers) and OpenMPI's plugins kept loaded at exit (so that their
  * frames have names to match). */
+#include <cjson/cJSON.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
 #include "../testlib.h"
+#include "tutor/fileio.h"
 #include "tutor/model.h"
 
 static char g_dir[256];
@@ -93,6 +95,40 @@ Test(mpi, np2_equals_one_process_and_resumes, .timeout = 900) {
     train(mpi2, "resumed", "--max-steps 20 --resume");
     snprintf(b, sizeof b, "%s/resumed/model.safetensors", g_dir);
     cr_assert(test_files_equal(a, b), "a resumed -np 2 run must end where the straight one does");
+    /* killed: SIGTERM to the ranks (mpirun's children) once the first checkpoint is there, as
+     * a cluster's scheduler signals every process (mpirun run in the background here did not
+     * pass its own SIGTERM on): they stop together at one update after saving; resumed, the
+     * run ends where a straight one does, bit for bit */
+    train(mpi2, "two40", "--max-steps 40");
+    char kbin[4096];
+    cr_assert(realpath(tutor_bin(), kbin) != NULL);
+    snprintf(cmd, sizeof cmd,
+             "cd %s && (OPENBLAS_NUM_THREADS=1 %s %s train --tokenizer tok.json --data train.jsonl --d-model 32 "
+             "--layers 1 --heads 2 --ffn 64 --dropout 0 --max-source-tokens 48 --max-target-tokens 16 --batch-tokens 600 "
+             "--update-tokens 500 --lr 3e-3 --no-progress --eval-every 0 --save-every 5 --threads 1 --seed 3 -o %s/killed "
+             "--max-steps 40 >>log 2>&1 & pid=$!; while [ ! -f killed/checkpoint.json ] && kill -0 $pid 2>/dev/null; "
+             "do sleep 0.01; done; pkill -TERM -P $pid; wait $pid; exit 0)",
+             g_dir, mpi2, kbin, g_dir);
+    cr_assert(system(cmd) == 0);
+    snprintf(a, sizeof a, "%s/killed/checkpoint.json", g_dir);
+    cJSON *ck = json_load_object(a);
+    cr_assert(ck != NULL, "the killed run left no checkpoint (%s/log)", g_dir);
+    int killed_at = cJSON_GetObjectItemCaseSensitive(ck, "step")->valueint;
+    cJSON_Delete(ck);
+    cr_assert(killed_at >= 5, "checkpoint at step %d", killed_at);
+    if (killed_at < 40) {
+        train(mpi2, "killed", "--max-steps 40 --resume");
+        snprintf(a, sizeof a, "%s/two40/model.safetensors", g_dir);
+        snprintf(b, sizeof b, "%s/killed/model.safetensors", g_dir);
+        cr_assert(test_files_equal(a, b), "a killed -np 2 run (checkpoint at %d) resumed must end where the straight "
+                                          "one does", killed_at);
+    } else {
+        cr_log_warn("the SIGTERM came after the last update; the killed-run check did not run this time");
+    }
+    {
+        snprintf(cmd, sizeof cmd, "grep -q 'terminated (SIGTERM); checkpoint saved' %s/log", g_dir);
+        cr_expect(killed_at == 40 || system(cmd) == 0, "the killed ranks must say they saved (%s/log)", g_dir);
+    }
     /* a checkpoint holds nothing rank-specific: an -np 2 run stopped at update 10 resumes in
      * one process to the same parameters, to float rounding */
     train(mpi2, "other-n", "--max-steps 10");
