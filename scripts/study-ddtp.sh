@@ -11,7 +11,7 @@ tutor="${TUTOR:-build/tutor}"
 out="${1:-build/study/ddtp-de}"
 d=build/data/ddtp-de
 scripts/ddtp-build.sh "$d"
-"$tutor" info >/dev/null 2>&1 || { echo "study-ddtp: $tutor does not run here (built for another CPU?): rebuild it" >&2; exit 1; }
+"$tutor" --help >/dev/null 2>&1 || { echo "study-ddtp: $tutor does not run here (built for another CPU?): rebuild it" >&2; exit 1; }
 "$tutor" study --quick --labeled $d/labeled.jsonl --unlabeled $d/unlabeled.jsonl --dev $d/dev.jsonl \
   --test $d/test.jsonl --unlabeled-gold $d/unlabeled-gold.jsonl --threads 2 -o "$out-quick"
 "$tutor" study --labeled $d/labeled.jsonl --unlabeled $d/unlabeled.jsonl --dev $d/dev.jsonl --test $d/test.jsonl \

@@ -12,7 +12,7 @@ out="${1:-build/study/debdesc}"
 d=build/data/debdesc
 scripts/debdesc-fetch.sh >/dev/null
 # a binary built on another machine (-march=native) dies of an illegal instruction: say so
-"$tutor" info >/dev/null 2>&1 || { echo "study-debdesc: $tutor does not run here (built for another CPU?): rebuild it" >&2; exit 1; }
+"$tutor" --help >/dev/null 2>&1 || { echo "study-debdesc: $tutor does not run here (built for another CPU?): rebuild it" >&2; exit 1; }
 "$tutor" study --teacher models/debdesc-teacher \
   --labeled $d/labeled.jsonl --unlabeled $d/unlabeled.jsonl --dev $d/dev.jsonl --test $d/test.jsonl \
   --unlabeled-gold $d/unlabeled-gold.jsonl --budget-hours 8 --jobs 2 --threads 2 -o "$out"
