@@ -4,6 +4,7 @@
  * to the next. Everything goes under the output folder, one folder per row with its command
  * log, model, dev and test numbers and test generations; a row whose row.json exists is never
  * rerun, and a killed row resumes from its checkpoint. docs/study.md describes the stages. */
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -66,6 +67,8 @@ static void usage(FILE *f) {
             "                        the paper's decision\n"
             "  --quick               the same stages on a small subset, tiny budgets: a check\n"
             "  --no-plots            no gnuplot plots\n"
+            "  --status              only say where the study in -o OUT stands (rows done, failed,\n"
+            "                        training with their step, pseudo-target files); runs nothing\n"
             "  -h, --help            this help\n");
 }
 
@@ -1798,7 +1801,155 @@ static char *header_text(const Study *S) {
     return h;
 }
 
+/* The last "elapsed_s" and "step" of a training's metrics.jsonl (NAN / -1 when none). */
+static void last_progress(const char *metrics, double *elapsed, long *step) {
+    *elapsed = NAN, *step = -1;
+    FILE *f = fopen(metrics, "r");
+    if (!f) return;
+    char *line = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, f) > 0) {
+        cJSON *o = cJSON_Parse(line);
+        double e = jnum(o, "elapsed_s"), st = jnum(o, "step");
+        if (isfinite(e)) *elapsed = e;
+        if (isfinite(st)) *step = (long)st;
+        cJSON_Delete(o);
+    }
+    free(line);
+    fclose(f);
+}
+
+static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* The entries of dir but . and .. (names malloc'ed). 0, or -1 when it cannot be read. */
+static int list_dir(const char *dir, char ***names, size_t *n) {
+    *names = NULL, *n = 0;
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    size_t cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 32;
+            char **t = realloc(*names, cap * sizeof *t);
+            if (!t) break;
+            *names = t;
+        }
+        if (!((*names)[*n] = strdup(e->d_name))) break;
+        (*n)++;
+    }
+    closedir(d);
+    return 0;
+}
+
+/* tutor study --status -o OUT: where a study stands, from its folder alone (nothing runs). */
+static int study_status(const char *out) {
+    char path[800];
+    pathf(path, sizeof path, "%s/study.json", out);
+    if (!file_exists(path)) {
+        fprintf(stderr, "tutor: study: %s: no study.json, not a study folder (or not started)\n", out);
+        return 1;
+    }
+    cJSON *budget = NULL;
+    pathf(path, sizeof path, "%s/budget.json", out);
+    if (file_exists(path)) budget = json_load_object(path);
+    double row_min = budget ? jnum(budget, "row_minutes") : NAN;
+    printf("study %s", out);
+    if (budget)
+        printf(": %.1f-minute rows, %g at once, budget %g hours", row_min, jnum(budget, "jobs"),
+               jnum(budget, "budget_hours"));
+    printf("\n\n%-24s %-8s %-40s %8s %8s %9s\n", "row", "stage", "state", "dev R-L", "test R-L", "speed-up");
+    cJSON_Delete(budget);
+    char rows_dir[800];
+    pathf(rows_dir, sizeof rows_dir, "%s/rows", out);
+    char **names = NULL;
+    size_t n = 0;
+    if (list_dir(rows_dir, &names, &n)) n = 0;
+    qsort(names, n, sizeof *names, by_name);
+    int done = 0, failed = 0, running = 0, other = 0;
+    for (size_t i = 0; i < n; i++) {
+        char rp[1000], state[64] = "", dev[16] = "-", test[16] = "-", speed[16] = "-", stage[8] = "";
+        snprintf(rp, sizeof rp, "%s/%s/row.json", rows_dir, names[i]);
+        if (file_exists(rp)) {
+            cJSON *r = json_load_object(rp);
+            const cJSON *st = cJSON_GetObjectItemCaseSensitive(r, "stage");
+            if (cJSON_IsString(st)) snprintf(stage, sizeof stage, "%s", st->valuestring);
+            if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "failed"))) {
+                const cJSON *e = cJSON_GetObjectItemCaseSensitive(r, "error");
+                snprintf(state, sizeof state, "failed: %.30s", cJSON_IsString(e) ? e->valuestring : "?");
+                failed++;
+            } else {
+                snprintf(state, sizeof state, "done");
+                double d = jnum(r, "dev_rougeL"), t = jnum(r, "rougeL"), sp = jnum(r, "speedup_beam");
+                if (isfinite(d)) snprintf(dev, sizeof dev, "%.2f", d);
+                if (isfinite(t)) snprintf(test, sizeof test, "%.2f", t);
+                if (isfinite(sp)) snprintf(speed, sizeof speed, "%.2fx", sp);
+                done++;
+            }
+            cJSON_Delete(r);
+        } else {
+            char td[1000], mj[1000];
+            snprintf(td, sizeof td, "%s/%s/train.done", rows_dir, names[i]);
+            snprintf(mj, sizeof mj, "%s/%s/model/metrics.jsonl", rows_dir, names[i]);
+            double el;
+            long step;
+            last_progress(mj, &el, &step);
+            if (file_exists(td)) snprintf(state, sizeof state, "trained, evaluation to come"), other++;
+            else if (step >= 0 && isfinite(row_min))
+                snprintf(state, sizeof state, "training: step %ld, %.1f of %.1f min", step, el / 60, row_min), running++;
+            else if (step >= 0) snprintf(state, sizeof state, "training: step %ld", step), running++;
+            else snprintf(state, sizeof state, "started"), other++;
+        }
+        if (!stage[0]) {
+            /* a row not yet reported: its stage is its name's prefix (S5-..., ref-...) */
+            size_t k = strcspn(names[i], "-");
+            if (k < sizeof stage) snprintf(stage, sizeof stage, "%.*s", (int)k, names[i]);
+        }
+        printf("%-24s %-8s %-40s %8s %8s %9s\n", names[i], stage, state, dev, test, speed);
+    }
+    printf("\n%d rows done, %d failed, %d training, %d other", done, failed, running, other);
+    char pts[800];
+    pathf(pts, sizeof pts, "%s/pts", out);
+    char **pn = NULL;
+    size_t np = 0;
+    if (!list_dir(pts, &pn, &np) && np) {
+        qsort(pn, np, sizeof *pn, by_name);
+        printf("; pseudo-targets:");
+        for (size_t i = 0; i < np; i++) {
+            size_t len = strlen(pn[i]);
+            if (len < 6 || strcmp(pn[i] + len - 6, ".jsonl")) continue;
+            char f[1000];
+            snprintf(f, sizeof f, "%s/%s", pts, pn[i]);
+            FILE *fp = fopen(f, "r");
+            long lines = 0;
+            int ch;
+            while (fp && (ch = getc(fp)) != EOF) lines += ch == '\n';
+            if (fp) fclose(fp);
+            printf(" %s (%ld lines)", pn[i], lines);
+        }
+    }
+    printf("\n");
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    for (size_t i = 0; i < np; i++) free(pn[i]);
+    free(names);
+    free(pn);
+    return 0;
+}
+
 int cmd_study(int argc, char **argv) {
+    /* --status -o OUT: only reads the folder */
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--status")) {
+            const char *out = NULL;
+            for (int k = 1; k + 1 < argc; k++)
+                if (!strcmp(argv[k], "-o") || !strcmp(argv[k], "--output")) out = argv[k + 1];
+            if (!out) {
+                fprintf(stderr, "tutor: study: --status needs -o OUT, the study's folder\n");
+                return 2;
+            }
+            return study_status(out);
+        }
     Study S;
     memset(&S, 0, sizeof S);
     S.budget_hours = 8, S.speedup = 5, S.threads = 2, S.jobs = 1, S.pts = 4, S.seeds = 3, S.plots = 1;

@@ -185,6 +185,18 @@ Test(study, quick_every_row_and_resume, .timeout = 600) {
     cr_assert(text && !strstr(text, "study: training"), "the rerun trained something:\n%s", text ? text : "");
     free(text);
 
+    /* --status reads the folder and says where it stands */
+    snprintf(log, sizeof log, "%s/status.log", g_dir);
+    char scmd[1200];
+    snprintf(scmd, sizeof scmd, "%s study --status -o %s > %s 2>&1", tutor_bin(), out, log);
+    cr_assert(system(scmd) == 0, "tutor study --status failed");
+    text = read_file_text(log, &n);
+    cr_assert(text && strstr(text, "S3-kd") && strstr(text, " done ") && strstr(text, "0 failed, 0 training"),
+              "%s", text ? text : "");
+    free(text);
+    snprintf(scmd, sizeof scmd, "%s study --status -o %s/nothing-here > /dev/null 2>&1", tutor_bin(), g_dir);
+    cr_assert(system(scmd) != 0, "--status on a folder that is no study must fail");
+
     /* other settings in the same folder are refused */
     snprintf(log, sizeof log, "%s/study3.log", g_dir);
     cr_assert(run_study(out, "--speedup 3", log) != 0);
