@@ -6,10 +6,20 @@
 #include "fastmath.h"
 #include "tutor/kernels.h"
 
-void logsumexp_row(const real *logits, int V, double *max_out, double *lse_out) {
+/* max of a row: 16 vector lanes in the float build (GCC does not vectorise a running
+ * maximum, a chain of dependent compares), the loop in the double build */
+static inline real row_max(const real *x, int V) {
+#if REAL_IS_DOUBLE
     real mx = -INFINITY;
-    for (int v = 0; v < V; v++)
-        if (logits[v] > mx) mx = logits[v];
+    for (int v = 0; v < V; v++) mx = x[v] > mx ? x[v] : mx;
+    return mx;
+#else
+    return tt_maxf(x, V);
+#endif
+}
+
+void logsumexp_row(const real *logits, int V, double *max_out, double *lse_out) {
+    real mx = row_max(logits, V);
     double s = 0;
     for (int v = 0; v < V; v++) s += REAL_EXP(logits[v] - mx);
     *max_out = mx;
@@ -40,8 +50,7 @@ static double sum_d(const double *x, int n) {
 }
 
 void softmax_row_both(const real *x, int V, double tau, double *logp, double *p) {
-    real fmx = x[0];
-    for (int v = 1; v < V; v++) fmx = x[v] > fmx ? x[v] : fmx;
+    real fmx = row_max(x, V);
     double mx = (double)fmx, itau = 1 / tau;
     /* the exponentials in one vectorisable pass (no reduction in it), the sum after */
     for (int v = 0; v < V; v++) {
@@ -67,14 +76,8 @@ typedef struct {
     double row_loss[MAX_CHUNK_ROWS]; /* summed in row order afterwards: no dependence on threads */
 } XentJob;
 
-/* Sum in double with four accumulators (a fixed order: deterministic). */
-static double sum_row(const real *x, int n) {
-    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int i = 0;
-    for (; i + 4 <= n; i += 4) s0 += x[i], s1 += x[i + 1], s2 += x[i + 2], s3 += x[i + 3];
-    for (; i < n; i++) s0 += x[i];
-    return (s0 + s1) + (s2 + s3);
-}
+/* Sum in double in eight lanes (a fixed order: deterministic). */
+static double sum_row(const real *x, int n) { return tt_sum_lanes(x, n); }
 
 static void xent_rows(int begin, int end, int part, void *arg) {
     XentJob *j = arg;
@@ -89,8 +92,7 @@ static void xent_rows(int begin, int end, int part, void *arg) {
                 for (int v = 0; v < V; v++) lg[v] = 0;
             continue;
         }
-        real mx = lg[0];
-        for (int v = 1; v < V; v++) mx = lg[v] > mx ? lg[v] : mx;
+        real mx = row_max(lg, V);
         double mean_logit = eps > 0 ? sum_row(lg, V) / V : 0;
         double logit_y = lg[y];
         /* the row becomes exp(logit - max) in place, then the softmax gradient */
