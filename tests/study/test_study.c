@@ -70,7 +70,7 @@ static time_t mtime(const char *path) {
     return stat(path, &st) == 0 ? st.st_mtime : 0;
 }
 
-Test(study, quick_every_row_and_resume, .timeout = 600) {
+Test(study, quick_every_row_and_resume, .timeout = 900) {
     setup_task();
     char out[400], log[400];
     snprintf(out, sizeof out, "%s/study", g_dir);
