@@ -425,6 +425,13 @@ static int speed_examples(const Study *S) {
     return n < S->n_test ? n : S->n_test;
 }
 
+/* A failed row's numbers: none. */
+static void row_numbers_unknown(RowResult *r) {
+    r->dev_rougeL = r->r1 = r->r2 = r->rL = r->bleu = NAN;
+    r->speed_greedy = r->speed_beam = r->exacc_mid = r->exacc_full = NAN;
+    r->train_s = r->teacher_s = r->student_gen_s = r->student_s = NAN;
+}
+
 /* dev.json, test.json and test-gen.jsonl of a trained model, then r's numbers from them. */
 static int evaluate_model(Study *S, const char *dir, const char *model, int is_teacher, RowResult *r) {
     char log[800], devj[800], testj[800], gen[800];
@@ -990,9 +997,7 @@ static int run_specs(Study *S, Spec *specs, int n) {
             snprintf(f.method, sizeof f.method, "%s", specs[to_run[k]].method);
             snprintf(f.what, sizeof f.what, "%s", specs[to_run[k]].what);
             snprintf(f.error, sizeof f.error, "%s", errs + (size_t)k * 256);
-            f.dev_rougeL = f.r1 = f.r2 = f.rL = f.bleu = NAN;
-            f.speed_greedy = f.speed_beam = f.exacc_mid = f.exacc_full = NAN;
-            f.train_s = f.teacher_s = f.student_gen_s = f.student_s = NAN;
+            row_numbers_unknown(&f);
             char rp[800];
             pathf(rp, sizeof rp, "%s/rows/%s/row.json", S->out, specs[to_run[k]].name);
             tt_info("study: %s failed (%s); recorded, the study goes on", f.name, f.error);
@@ -1059,9 +1064,7 @@ static int run_specs(Study *S, Spec *specs, int n) {
                  * row's row.json to evaluate it again) and the study goes on */
                 r.failed = 1;
                 snprintf(r.error, sizeof r.error, "%s", tt_errmsg());
-                r.dev_rougeL = r.r1 = r.r2 = r.rL = r.bleu = NAN;
-                r.speed_greedy = r.speed_beam = r.exacc_mid = r.exacc_full = NAN;
-                r.train_s = r.teacher_s = r.student_gen_s = r.student_s = NAN;
+                row_numbers_unknown(&r);
                 tt_info("study: %s failed (%s); recorded, the study goes on", r.name, r.error);
             } else {
                 train_times(model, &r);
@@ -1724,10 +1727,10 @@ static int budget_plan(Study *S) {
  * each session had), `tutor eval --speed-only` against the teacher into rows/NAME/speed.json;
  * a row that has the file is not re-timed (delete the files to time again). */
 static int speed_pass(Study *S) {
-    int todo = 0;
+    int n_students = 0;
     for (int i = 0; i < S->n_rows; i++) {
         const RowResult *r = &S->rows[i];
-        todo += !strcmp(r->role, "student") && !r->failed && !r->same_as[0] && r->dir[0];
+        n_students += !strcmp(r->role, "student") && !r->failed && !r->same_as[0] && r->dir[0];
     }
     int k = 0;
     for (int i = 0; i < S->n_rows; i++) {
@@ -1738,7 +1741,7 @@ static int speed_pass(Study *S) {
         pathf(log, sizeof log, "%s/rows/%s/log.txt", S->out, r->name);
         k++;
         if (!file_exists(sp)) {
-            if (k == 1) tt_info("study: re-timing every student against the teacher in one sitting (%d rows)", todo);
+            if (k == 1) tt_info("study: re-timing every student against the teacher in one sitting (%d rows)", n_students);
             Argv a = {0};
             argv_push(&a, "eval");
             argv_push(&a, "--model"), argv_push(&a, r->dir);

@@ -20,11 +20,11 @@ typedef struct {
     long pool_cap, pool_used;
     real *k_pool, *v_pool;  /* (L, pool_cap, C) */
     int max_inputs, max_src;
-    real *cross_kv;         /* (L, max_inputs * max_src, 2C): k | v of each source token, input
+    real *cross_v;          /* (L, max_inputs * max_src, C): the value of each source token, input
                                slot b's at rows b * max_src .. */
-    real *cross_kt;         /* (L, max_inputs, H, D, max_src): the keys again, transposed per
-                               head, so that a query's scores over the source are a sum of
-                               contiguous rows (vectorised over positions, no horizontal sums) */
+    real *cross_kt;         /* (L, max_inputs, H, D, max_src): the keys, transposed per head, so
+                               that a query's scores over the source are a sum of contiguous
+                               rows (vectorised over positions, no horizontal sums) */
     real *kv_scratch;       /* (max_inputs * max_src, 2C): one layer's product before it is placed */
     int *slot_ids;          /* (max_inputs) 0, 1, ...: decode_cache_begin's slots */
     int *src_len;           /* (max_inputs) valid source tokens per input */

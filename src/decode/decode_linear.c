@@ -96,12 +96,10 @@ void decode_linear(real *out, int ldo, const real *inp, const real *w, const rea
     SmallJob j = {out, inp, w, b, ldo, M, K, N};
     if (layout == W_OUT_IN) {
         int blocks = (N + 3) / 4;
-        if ((double)M * N * K < 65536.0) small_nt(0, blocks, 0, &j);
-        else tt_parallel_range(blocks, small_nt, &j);
+        tt_parallel_range_work(blocks, 2.0 * M * N * K, small_nt, &j);
     } else {
         int blocks = (N + 31) / 32;
-        if ((double)M * N * K < 65536.0) small_nn(0, blocks, 0, &j);
-        else tt_parallel_range(blocks, small_nn, &j);
+        tt_parallel_range_work(blocks, 2.0 * M * N * K, small_nn, &j);
     }
 #endif
 }

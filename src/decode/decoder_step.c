@@ -14,7 +14,7 @@
 void decode_cache_free(DecodeCache *dc) {
     tt_free(dc->k_pool);
     tt_free(dc->v_pool);
-    tt_free(dc->cross_kv);
+    tt_free(dc->cross_v);
     tt_free(dc->cross_kt);
     tt_free(dc->kv_scratch);
     tt_free(dc->slot_ids);
@@ -69,12 +69,12 @@ int decode_cache_init(DecodeCache *dc, Model *m, int max_rows, long pool_rows, i
              dc->scores && dc->src_len;
     if (ok && dc->encdec) {
         long ns = (long)max_inputs * max_src;
-        dc->cross_kv = tt_alloc(R * dc->L * ns * 2 * C);
+        dc->cross_v = tt_alloc(R * dc->L * ns * C);
         dc->cross_kt = tt_alloc(R * dc->L * ns * C);
         dc->kv_scratch = tt_alloc(R * ns * 2 * C);
         dc->src_pad = tt_alloc(sizeof(int) * ns);
         dc->src_mask = tt_alloc(sizeof(int) * ns);
-        ok = dc->cross_kv && dc->cross_kt && dc->kv_scratch && dc->src_pad && dc->src_mask;
+        ok = dc->cross_v && dc->cross_kt && dc->kv_scratch && dc->src_pad && dc->src_mask;
         /* the encoder's activations, sized now so that no later batch allocates */
         if (ok && model_reserve(m, max_inputs, max_src, 1, 0)) ok = 0;
     }
@@ -125,12 +125,12 @@ int decode_cache_add(DecodeCache *dc, int n, const int *slot, const int *const *
         if (!done) linear_forward(kv, 2 * (int)C, enc, a->k_w, a->k_b, n * S, (int)C, 2 * (int)C, W_OUT_IN);
         int H = dc->H, D = dc->D, ms = dc->max_src;
         for (int i = 0; i < n; i++) {
-            memcpy(dc->cross_kv + (l * ns + (long)slot[i] * ms) * 2 * C, kv + (long)i * S * 2 * C,
-                   sizeof(real) * (size_t)src_len[i] * 2 * C);
             real *kt = dc->cross_kt + ((long)l * dc->max_inputs + slot[i]) * C * ms;
+            real *v = dc->cross_v + (l * ns + (long)slot[i] * ms) * C;
             for (int t = 0; t < src_len[i]; t++) {
                 const real *k = kv + ((long)i * S + t) * 2 * C;
                 for (int hd = 0; hd < H * D; hd++) kt[(long)hd * ms + t] = k[hd];
+                memcpy(v + (long)t * C, k + C, sizeof(real) * (size_t)C);
             }
         }
     }
@@ -157,12 +157,7 @@ static inline real dot_f(const real *restrict a, const real *restrict b, int n) 
 }
 
 static inline void softmax_inplace(real *s, int n) {
-#if REAL_IS_DOUBLE
-    real mx = -INFINITY;
-    for (int t = 0; t < n; t++) mx = s[t] > mx ? s[t] : mx;
-#else
-    real mx = tt_maxf(s, n);
-#endif
+    real mx = tt_max_real(s, n);
     for (int t = 0; t < n; t++) s[t] = REAL_EXP(s[t] - mx);
     real inv = (real)(1.0 / tt_sum_lanes(s, n));
     for (int t = 0; t < n; t++) s[t] *= inv;
@@ -191,7 +186,7 @@ static void attention_rows(int begin, int end, int part, void *arg) {
         if (j->cross) {
             int b = j->r->input[i], n = dc->src_len[b];
             long ns = (long)dc->max_inputs * dc->max_src;
-            const real *kv = dc->cross_kv + (j->layer * ns + (long)b * dc->max_src) * 2 * C + h * D;
+            const real *vs = dc->cross_v + (j->layer * ns + (long)b * dc->max_src) * C + h * D;
             const real *kt = dc->cross_kt + (((long)j->layer * dc->max_inputs + b) * C + (long)h * D) * dc->max_src;
             /* the scores of every position at once: sum over d of q[d] times row d of K^T */
             for (int t = 0; t < n; t++) s[t] = 0;
@@ -203,7 +198,7 @@ static void attention_rows(int begin, int end, int part, void *arg) {
             for (int t = 0; t < n; t++) s[t] *= j->scale;
             softmax_inplace(s, n);
             for (int t = 0; t < n; t++) {
-                const real *v = kv + t * 2 * C + C;
+                const real *v = vs + t * C;
                 real p = s[t];
                 for (int d = 0; d < D; d++) o[d] += p * v[d];
             }

@@ -189,12 +189,7 @@ double row_logsumexp(const real *x, int V) {
     real acc[16];
     for (int j = 0; j < 16; j++) acc[j] = 0;
     int V16 = V & ~15;
-#if REAL_IS_DOUBLE
-    real m = -INFINITY;
-    for (int i = 0; i < V; i++) m = x[i] > m ? x[i] : m;
-#else
-    real m = tt_maxf(x, V);
-#endif
+    real m = tt_max_real(x, V);
     if (m == -INFINITY) return -INFINITY;
 #if !REAL_IS_DOUBLE && defined(__AVX512F__)
     __m512 va = _mm512_setzero_ps(), vm = _mm512_set1_ps(m);

@@ -112,6 +112,17 @@ static inline float tt_maxf(const float *x, int n) {
     return m;
 }
 
+/* the same for the build's real type (the plain loop in the double build) */
+static inline real tt_max_real(const real *x, int n) {
+#if REAL_IS_DOUBLE
+    real m = -INFINITY;
+    for (int i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+#else
+    return tt_maxf(x, n);
+#endif
+}
+
 /* max |x[i]| over [0, n), NaNs ignored, 0 for n = 0: on the bit patterns, where for
  * non-negative floats the unsigned order is the float order */
 static inline float tt_absmaxf(const float *x, int n) {

@@ -406,10 +406,9 @@ int q8_linear(Q8Path path, const float *x, int M, int ldx, const Q8Weights *w, c
         return tt_err("q8: out of memory for %d rows of %d x %d", M, w->N, w->K);
     q8_quantize_rows(x, M, w->K, ldx, s->a, w->Kp, s->ascale);
     LinJob j = {path, s->a, s->ascale, bias, w, M, ldo, s->acc, out};
-    /* a small product runs on the caller's thread: waking the pool costs more than it saves
-     * (the same threshold as the float gemm's) */
-    if ((double)M * w->N * w->K < 262144.0) lin_part(0, (w->N + 15) / 16, 0, &j);
-    else tt_parallel_range((w->N + 15) / 16, lin_part, &j);
+    /* a small product runs on the caller's thread (an int8 multiply-add counted as half an
+     * operation: VNNI does four per lane where float does one) */
+    tt_parallel_range_work((w->N + 15) / 16, 0.5 * M * w->N * w->K, lin_part, &j);
     return 0;
 }
 

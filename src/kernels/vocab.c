@@ -6,20 +6,8 @@
 #include "fastmath.h"
 #include "tutor/kernels.h"
 
-/* max of a row: 16 vector lanes in the float build (GCC does not vectorise a running
- * maximum, a chain of dependent compares), the loop in the double build */
-static inline real row_max(const real *x, int V) {
-#if REAL_IS_DOUBLE
-    real mx = -INFINITY;
-    for (int v = 0; v < V; v++) mx = x[v] > mx ? x[v] : mx;
-    return mx;
-#else
-    return tt_maxf(x, V);
-#endif
-}
-
 void logsumexp_row(const real *logits, int V, double *max_out, double *lse_out) {
-    real mx = row_max(logits, V);
+    real mx = tt_max_real(logits, V);
     double s = 0;
     for (int v = 0; v < V; v++) s += REAL_EXP(logits[v] - mx);
     *max_out = mx;
@@ -50,7 +38,7 @@ static double sum_d(const double *x, int n) {
 }
 
 void softmax_row_both(const real *x, int V, double tau, double *logp, double *p) {
-    real fmx = row_max(x, V);
+    real fmx = tt_max_real(x, V);
     double mx = (double)fmx, itau = 1 / tau;
     /* the exponentials in one vectorisable pass (no reduction in it), the sum after */
     for (int v = 0; v < V; v++) {
@@ -92,7 +80,7 @@ static void xent_rows(int begin, int end, int part, void *arg) {
                 for (int v = 0; v < V; v++) lg[v] = 0;
             continue;
         }
-        real mx = row_max(lg, V);
+        real mx = tt_max_real(lg, V);
         double mean_logit = eps > 0 ? sum_row(lg, V) / V : 0;
         double logit_y = lg[y];
         /* the row becomes exp(logit - max) in place, then the softmax gradient */
