@@ -122,7 +122,7 @@ double vocab_xent(const real *x, const real *w, const real *bias, const int *lab
  * Weights per output row symmetric int8 (|q| <= 127), activations per row symmetric 7-bit
  * stored as u8 = a + 64: no path can saturate, so the portable, AVX2 (vpmaddubsw) and AVX-512
  * VNNI (vpdpbusd) products are the same integers, and outputs are bit-identical. */
-#define Q8_K_ALIGN 64
+#define Q8_K_ALIGN 4
 typedef enum { Q8_PORTABLE = 0, Q8_AVX2 = 1, Q8_VNNI = 2 } Q8Path;
 typedef struct {
     int N, K, Kp;      /* out x in; Kp = K padded to Q8_K_ALIGN with zero weights */
@@ -145,8 +145,9 @@ int q8_weights_quantize(Q8Weights *w, const float *src, int N, int K, int transp
 int q8_weights_from_parts(Q8Weights *w, const int8_t *q, const float *scale, int N, int K);
 void q8_weights_free(Q8Weights *w);
 /* Rows of x (M, K, stride ldx) to u8 = round(x / t) + 64, t = max|x| / 63 per row (scale[m] = t);
- * out is (M, Kp), the padding 64. */
-void q8_quantize_rows(const float *x, int M, int K, int ldx, uint8_t *out, int Kp, float *scale);
+ * out is (M, Kp), the padding 64. The VNNI path quantizes with AVX-512, the others in C: the
+ * same bytes and scales. */
+void q8_quantize_rows(Q8Path path, const float *x, int M, int K, int ldx, uint8_t *out, int Kp, float *scale);
 int q8_path_available(Q8Path p);
 /* The fastest path this CPU has (TUTOR_INT8_PATH=portable|avx2|vnni forces an available one). */
 Q8Path q8_best_path(void);

@@ -11,7 +11,8 @@
  * vpmaddubsw never saturates, so the AVX2 path (vpmaddubsw + vpmaddwd), the AVX-512 VNNI path
  * (vpdpbusd) and the portable C loop compute the same int32 sums exactly, and the float
  * epilogue is one shared function: the three paths give bit-identical outputs. K is padded
- * to a multiple of 64 with zero weights (any activation byte times 0 adds nothing). */
+ * to a multiple of 4 (Q8_K_ALIGN: one vpdpbusd quadruple) with zero weights (any activation
+ * byte times 0 adds nothing). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,23 +138,73 @@ void q8_weights_free(Q8Weights *w) {
     memset(w, 0, sizeof *w);
 }
 
-void q8_quantize_rows(const float *x, int M, int K, int ldx, uint8_t *out, int Kp, float *scale) {
+/* The activation bytes of one row: round half away from zero after clamping to +-63 (the
+ * same as round_clamp), written without branches so that it vectorises */
+static void quantize_row(const float *restrict r, int K, float inv, uint8_t *restrict o) {
+    for (int k = 0; k < K; k++) {
+        float v = r[k] * inv;
+        v = v > 63.0f ? 63.0f : v;
+        v = v < -63.0f ? -63.0f : v;
+        o[k] = (uint8_t)((int)(v + (v >= 0 ? 0.5f : -0.5f)) + 64);
+    }
+}
+
+#if Q8_X86
+/* The same operations 16 lanes at a time. The largest |x| by vmaxps, which returns its second
+ * operand when the first is NaN, so NaN counts as 0 as in tt_absmaxf (for non-negative floats
+ * the float order is the order of their bits: the same maximum). Then the product, the
+ * clamp, +-0.5 by the sign (for -0 that is -0.5 where the scalar code adds +0.5: both
+ * truncate to 0), truncation, + 64, and the low byte of each lane. */
+__attribute__((target("avx512f,avx512bw"))) static void quantize_rows_avx512(const float *x, int M, int K, int ldx,
+                                                                           uint8_t *out, int Kp, float *scale) {
+    const __m512 hi = _mm512_set1_ps(63.0f), lo = _mm512_set1_ps(-63.0f), half = _mm512_set1_ps(0.5f);
+    const __m512i sign = _mm512_set1_epi32((int)0x80000000u), z = _mm512_set1_epi32(64);
     for (int m = 0; m < M; m++) {
         const float *restrict r = x + (size_t)m * ldx;
-        float mx = tt_absmaxf(r, K);
-        int k;
-        float t = mx > 0 ? mx / 63.0f : 1.0f;
-        float inv = 1.0f / t;
-        uint8_t *restrict o = out + (size_t)m * Kp;
-        /* round half away from zero after clamping to +-63 (the same as round_clamp), written
-         * without branches so that it vectorises */
-        for (k = 0; k < K; k++) {
-            float v = r[k] * inv;
-            v = v > 63.0f ? 63.0f : v;
-            v = v < -63.0f ? -63.0f : v;
-            o[k] = (uint8_t)((int)(v + (v >= 0 ? 0.5f : -0.5f)) + 64);
+        __m512 m0 = _mm512_setzero_ps(), m1 = m0;
+        int k = 0;
+        for (; k + 32 <= K; k += 32) {
+            m0 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(r + k)), m0);
+            m1 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(r + k + 16)), m1);
         }
-        memset(o + K, 64, (size_t)(Kp - K));
+        for (; k < K; k += 16) {
+            __mmask16 mk = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);
+            m0 = _mm512_max_ps(_mm512_abs_ps(_mm512_maskz_loadu_ps(mk, r + k)), m0);
+        }
+        float mx = _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
+        float t = mx > 0 ? mx / 63.0f : 1.0f;
+        const __m512 vinv = _mm512_set1_ps(1.0f / t);
+        uint8_t *restrict o = out + (size_t)m * Kp;
+        for (k = 0; k < K; k += 16) {
+            __mmask16 mk = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);
+            __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, r + k), vinv);
+            v = _mm512_min_ps(hi, v); /* hi < v ? hi : v, NaN kept, as the C code */
+            v = _mm512_max_ps(lo, v);
+            __m512 h = _mm512_castsi512_ps(
+                _mm512_or_si512(_mm512_castps_si512(half), _mm512_and_si512(_mm512_castps_si512(v), sign)));
+            __m512i i = _mm512_add_epi32(_mm512_cvttps_epi32(_mm512_add_ps(v, h)), z);
+            _mm_mask_storeu_epi8(o + k, mk, _mm512_cvtepi32_epi8(i));
+        }
+        if (Kp > K) memset(o + K, 64, (size_t)(Kp - K));
+        scale[m] = t;
+    }
+}
+#endif
+
+void q8_quantize_rows(Q8Path path, const float *x, int M, int K, int ldx, uint8_t *out, int Kp, float *scale) {
+#if Q8_X86
+    if (path == Q8_VNNI && q8_path_available(Q8_VNNI)) {
+        quantize_rows_avx512(x, M, K, ldx, out, Kp, scale);
+        return;
+    }
+#endif
+    for (int m = 0; m < M; m++) {
+        const float *r = x + (size_t)m * ldx;
+        float mx = tt_absmaxf(r, K);
+        float t = mx > 0 ? mx / 63.0f : 1.0f;
+        uint8_t *o = out + (size_t)m * Kp;
+        quantize_row(r, K, 1.0f / t, o);
+        if (Kp > K) memset(o + K, 64, (size_t)(Kp - K));
         scale[m] = t;
     }
 }
@@ -242,56 +293,84 @@ __attribute__((target("avx2"))) static void dot_avx2(const uint8_t *a, int M, co
     }
 }
 
-/* AVX-512 VNNI: vpdpbusd (u8 x s8 quadruples straight into s32); tiles of 4 rows x 32
- * columns (8 zmm accumulators). */
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void dot_vnni(const uint8_t *a, int M,
-                                                                            const Q8Weights *w, int n0, int n1,
-                                                                            int32_t *acc, int ldacc, const Ep *ep) {
-    int Kp = w->Kp, g = Kp / 4;
-    /* columns in chunks whose weights fit in L1 (about 32 KB); in a chunk, rows outside and
-     * columns inside, so that a tile's 4 activation rows and the chunk's weights stay close */
-    int chunk = (32768 / Kp) / 32 * 32;
-    if (chunk < 32) chunk = 32;
-    for (int c0 = n0; c0 < n1; c0 += chunk) {
-    int c1 = c0 + chunk < n1 ? c0 + chunk : n1;
-    for (int m = 0; m < M; m += 4) {
-        int rows = M - m < 4 ? M - m : 4;
-        const uint8_t *ar[4];
-        for (int r = 0; r < 4; r++) ar[r] = a + (size_t)(m + (r < rows ? r : 0)) * Kp;
-        for (int b = c0 / 16; b * 16 < c1; b += 2) {
-            int pair = (b + 1) * 16 < c1;
-            const int8_t *w0 = w->packed + (size_t)b * g * 64, *w1 = pair ? w0 + (size_t)g * 64 : w0;
-            int cols = c1 - b * 16 < 32 ? c1 - b * 16 : 32;
-            __m512i s[4][2];
-            for (int r = 0; r < 4; r++) s[r][0] = s[r][1] = _mm512_setzero_si512();
-            for (int k4 = 0; k4 < g; k4++) {
-                __m512i v0 = _mm512_loadu_si512((const void *)(w0 + (size_t)k4 * 64));
-                __m512i v1 = _mm512_loadu_si512((const void *)(w1 + (size_t)k4 * 64));
-                for (int r = 0; r < 4; r++) {
-                    __m512i x = _mm512_set1_epi32(load4(ar[r] + 4 * k4));
-                    s[r][0] = _mm512_dpbusd_epi32(s[r][0], x, v0);
-                    s[r][1] = _mm512_dpbusd_epi32(s[r][1], x, v1);
-                }
-            }
-            if (ep) {
-                int32_t t[4][32];
-                for (int r = 0; r < rows; r++) {
-                    _mm512_storeu_si512((void *)t[r], s[r][0]);
-                    _mm512_storeu_si512((void *)(t[r] + 16), s[r][1]);
-                }
-                tile_out(ep, w, t[0], 32, m, rows, b * 16, cols);
-                continue;
-            }
-            /* straight into acc, masked at the right edge */
-            __mmask16 m0 = cols >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << cols) - 1);
-            __mmask16 m1 = cols >= 32 ? (__mmask16)0xFFFF : cols > 16 ? (__mmask16)((1u << (cols - 16)) - 1) : 0;
-            for (int r = 0; r < rows; r++) {
-                int32_t *o = acc + (size_t)(m + r) * ldacc + b * 16;
-                _mm512_mask_storeu_epi32(o, m0, s[r][0]);
-                if (m1) _mm512_mask_storeu_epi32(o + 16, m1, s[r][1]);
-            }
-        }
+/* AVX-512 VNNI: vpdpbusd (u8 x s8 quadruples straight into s32). A tile is R rows x NB
+ * blocks of 16 columns with R * NB <= 16 accumulators (enough independent sums to cover
+ * vpdpbusd's latency at two per cycle): 8 x 2, 4 x 4, 2 x 8, 1 x 8, so a batch of one row
+ * does no work for rows it does not have. The epilogue runs on the accumulators in registers:
+ * the same operations, in the same order, as tile_out and q8_epilogue (an int32 subtraction,
+ * the conversion, two float products and the bias: no fused multiply-add), so the output
+ * bits do not depend on the path. */
+#define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vnni")))
+
+/* The body of one tile shape, R and NB constants (arrays of exactly R x NB, loops unrolled,
+ * so that the accumulators live in registers) */
+#define VNNI_TILE(R, NB)                                                                                              \
+    static VNNI_TARGET void vnni_tile_##R(const uint8_t *a, int m, const Q8Weights *w, int b, int n1, int32_t *acc, \
+                                          int ldacc, const Ep *ep) {                                                  \
+        int Kp = w->Kp, g = Kp / 4, nblocks = (w->N + 15) / 16;                                                       \
+        const uint8_t *ar[R];                                                                                         \
+        const int8_t *wp[NB];                                                                                         \
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) ar[r] = a + (size_t)(m + r) * Kp;                         \
+        _Pragma("GCC unroll 8") for (int j = 0; j < NB; j++) wp[j] =                                                  \
+            w->packed + (size_t)(b + j < nblocks ? b + j : b) * g * 64;                                               \
+        __m512i s[R][NB];                                                                                             \
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)                                                           \
+            _Pragma("GCC unroll 8") for (int j = 0; j < NB; j++) s[r][j] = _mm512_setzero_si512();                    \
+        for (int k4 = 0; k4 < g; k4++) {                                                                              \
+            __m512i v[NB];                                                                                            \
+            _Pragma("GCC unroll 8") for (int j = 0; j < NB; j++) v[j] =                                               \
+                _mm512_loadu_si512((const void *)(wp[j] + (size_t)k4 * 64));                                          \
+            _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {                                                     \
+                __m512i x = _mm512_set1_epi32(load4(ar[r] + 4 * k4));                                                 \
+                _Pragma("GCC unroll 8") for (int j = 0; j < NB; j++) s[r][j] = _mm512_dpbusd_epi32(s[r][j], x, v[j]); \
+            }                                                                                                         \
+        }                                                                                                             \
+        _Pragma("GCC unroll 8") for (int j = 0; j < NB; j++) {                                                        \
+            int n = (b + j) * 16;                                                                                     \
+            if (n >= n1) break;                                                                                       \
+            __mmask16 mk = n1 - n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n1 - n)) - 1);                      \
+            if (!ep) {                                                                                                \
+                _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)                                                   \
+                    _mm512_mask_storeu_epi32(acc + (size_t)(m + r) * ldacc + n, mk, s[r][j]);                         \
+                continue;                                                                                             \
+            }                                                                                                         \
+            __m512i cs64 = _mm512_slli_epi32(_mm512_maskz_loadu_epi32(mk, w->colsum + n), 6);                         \
+            __m512 sc = _mm512_maskz_loadu_ps(mk, w->scale + n);                                                      \
+            __m512 bi = ep->bias ? _mm512_maskz_loadu_ps(mk, ep->bias + n) : _mm512_setzero_ps();                     \
+            _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {                                                     \
+                __m512 y = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(s[r][j], cs64)),                         \
+                                         _mm512_mul_ps(_mm512_set1_ps(ep->ascale[m + r]), sc));                       \
+                if (ep->bias) y = _mm512_add_ps(y, bi);                                                               \
+                _mm512_mask_storeu_ps(ep->out + (size_t)(m + r) * ep->ldo + n, mk, y);                                \
+            }                                                                                                         \
+        }                                                                                                             \
     }
+VNNI_TILE(1, 8)
+VNNI_TILE(2, 8)
+VNNI_TILE(3, 4)
+VNNI_TILE(4, 4)
+VNNI_TILE(5, 2)
+VNNI_TILE(6, 2)
+VNNI_TILE(7, 2)
+VNNI_TILE(8, 2)
+
+typedef void (*VnniTileFn)(const uint8_t *, int, const Q8Weights *, int, int, int32_t *, int, const Ep *);
+static const VnniTileFn vnni_tiles[9] = {NULL,        vnni_tile_1, vnni_tile_2, vnni_tile_3, vnni_tile_4,
+                                         vnni_tile_5, vnni_tile_6, vnni_tile_7, vnni_tile_8};
+static const int vnni_blocks[9] = {0, 8, 8, 4, 4, 2, 2, 2, 2};
+
+VNNI_TARGET static void dot_vnni(const uint8_t *a, int M, const Q8Weights *w, int n0, int n1, int32_t *acc, int ldacc,
+                                 const Ep *ep) {
+    /* columns in chunks whose weights fit in L1 (about 32 KB); in a chunk, rows outside and
+     * columns inside, so that a tile's activation rows and the chunk's weights stay close */
+    int chunk = (32768 / w->Kp) / 128 * 128;
+    if (chunk < 128) chunk = 128;
+    for (int c0 = n0; c0 < n1; c0 += chunk) {
+        int c1 = c0 + chunk < n1 ? c0 + chunk : n1;
+        for (int m = 0; m < M; m += 8) {
+            int R = M - m < 8 ? M - m : 8, NB = vnni_blocks[R];
+            for (int b = c0 / 16; b * 16 < c1; b += NB) vnni_tiles[R](a, m, w, b, c1, acc, ldacc, ep);
+        }
     }
 }
 #endif
@@ -404,7 +483,7 @@ int q8_linear(Q8Path path, const float *x, int M, int ldx, const Q8Weights *w, c
     }
     if (s->cap_a < need_a || s->cap_acc < need_acc || s->cap_rows < (size_t)M)
         return tt_err("q8: out of memory for %d rows of %d x %d", M, w->N, w->K);
-    q8_quantize_rows(x, M, w->K, ldx, s->a, w->Kp, s->ascale);
+    q8_quantize_rows(path, x, M, w->K, ldx, s->a, w->Kp, s->ascale);
     LinJob j = {path, s->a, s->ascale, bias, w, M, ldo, s->acc, out};
     /* a small product runs on the caller's thread (an int8 multiply-add counted as half an
      * operation: VNNI does four per lane where float does one) */

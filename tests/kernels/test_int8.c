@@ -3,6 +3,7 @@
  * this machine has them (including the largest operands, where a 16-bit pair sum would
  * saturate if the ranges were not chosen to prevent it), quantization error within its
  * bound, the float epilogue against its rigorous error bound, stored weights checked. */
+#include <math.h>
 #include <stdint.h>
 
 #include "../testlib.h"
@@ -27,7 +28,7 @@ Test(int8, weight_quantization_error_and_layouts) {
     Q8Weights a, b;
     TEST_ASSERT_OK(q8_weights_quantize(&a, w, N, K, 0));
     TEST_ASSERT_OK(q8_weights_quantize(&b, wt, N, K, 1));
-    cr_assert(a.Kp == 128 && a.Kp % Q8_K_ALIGN == 0);
+    cr_assert(a.Kp == 72 && a.Kp % Q8_K_ALIGN == 0);
     cr_assert(memcmp(a.q, b.q, (size_t)N * a.Kp) == 0, "the transposed layout must quantize the same");
     for (int n = 0; n < N; n++) {
         int32_t cs = 0;
@@ -66,7 +67,7 @@ static void check_dot(int M, int N, int K, uint64_t seed, int extreme) {
     TEST_ASSERT_OK(q8_weights_quantize(&q, w, N, K, 0));
     uint8_t *a = malloc((size_t)M * q.Kp);
     float *as = malloc(sizeof(float) * M);
-    q8_quantize_rows(x, M, K, K, a, q.Kp, as);
+    q8_quantize_rows(Q8_PORTABLE, x, M, K, K, a, q.Kp, as);
     for (int i = 0; i < M * q.Kp; i++) cr_assert(a[i] >= 1 && a[i] <= 127, "activation byte %d out of [1, 127]", a[i]);
     int32_t *acc[3];
     for (int p = 0; p < 3; p++) {
@@ -91,6 +92,43 @@ static void check_dot(int M, int N, int K, uint64_t seed, int extreme) {
     for (int p = 0; p < 3; p++) free(acc[p]);
     free(a), free(as), free(w), free(x);
     q8_weights_free(&q);
+}
+
+/* The activation bytes and scales of every path alike, on rows with the hard cases: ties at
+ * +-0.5 steps, -0, the clamp edge, NaN and infinities, denormals, an all-zero row, and lengths
+ * around the 16- and 32-lane steps. */
+Test(int8, activation_quantization_identical_on_every_path) {
+    static const int lens[] = {1, 15, 16, 17, 31, 32, 33, 96, 100, 384};
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        int K = lens[li], M = 6, Kp = q8_padded_k(K);
+        float *x = malloc(sizeof(float) * M * K);
+        fill(x, (size_t)M * K, 40 + li, 3);
+        for (int k = 0; k < K; k++) {
+            x[k] = k ? (float)(k % 127 - 63) * 0.25f : -31.5f; /* row 0: t 0.5, every other value a tie */
+            x[K + k] = 0;                          /* row 1: all zero */
+            if (k % 4 == 1) x[2 * K + k] = -0.0f;  /* row 2: -0 among others */
+            if (k % 7 == 3) x[3 * K + k] = 1e-40f; /* row 3: denormals */
+        }
+        if (K > 2) x[4 * K + 1] = NAN, x[4 * K + 2] = -INFINITY; /* row 4: NaN and -inf */
+        uint8_t *a[3];
+        float *sc[3];
+        for (int p = 0; p < 3; p++) {
+            a[p] = malloc((size_t)M * Kp), sc[p] = malloc(sizeof(float) * M);
+            if (q8_path_available(PATHS[p])) q8_quantize_rows(PATHS[p], x, M, K, K, a[p], Kp, sc[p]);
+        }
+        for (int k = 0; k < K; k++)
+            cr_assert(a[0][k] == (uint8_t)(64 + (int)lroundf(x[k] / sc[0][0])), "tie at %g: byte %d", (double)x[k],
+                      a[0][k]);
+        for (int p = 1; p < 3; p++) {
+            if (!q8_path_available(PATHS[p])) continue;
+            cr_assert(memcmp(a[0], a[p], (size_t)M * Kp) == 0, "%s: activation bytes differ (K %d)",
+                      q8_path_name(PATHS[p]), K);
+            cr_assert(memcmp(sc[0], sc[p], sizeof(float) * M) == 0, "%s: activation scales differ (K %d)",
+                      q8_path_name(PATHS[p]), K);
+        }
+        for (int p = 0; p < 3; p++) free(a[p]), free(sc[p]);
+        free(x);
+    }
 }
 
 Test(int8, products_exact_and_paths_identical) {
@@ -151,7 +189,7 @@ Test(int8, stored_parts_checked) {
     float sc[2] = {0.5f, 0.25f};
     Q8Weights w;
     TEST_ASSERT_OK(q8_weights_from_parts(&w, q, sc, 2, 3));
-    cr_assert(w.colsum[0] == 2 && w.colsum[1] == 0 && w.Kp == 64);
+    cr_assert(w.colsum[0] == 2 && w.colsum[1] == 0 && w.Kp == 4);
     q8_weights_free(&w);
     q[2] = -128;
     cr_assert(q8_weights_from_parts(&w, q, sc, 2, 3) != 0);
