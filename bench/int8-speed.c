@@ -113,8 +113,8 @@ int main(int argc, char **argv) {
         int R = reps < 16 ? reps : 16;
         for (int r = -1; r < R; r++) {
             for (int side = 0; side < 2; side++) {
-                if (only_side >= 0 && side != only_side && r >= 0) {
-                    (side ? tq : tf)[r] = 1;
+                if (only_side >= 0 && side != only_side) {
+                    if (r >= 0) (side ? tq : tf)[r] = 1;
                     continue;
                 }
                 Generator *gen = side ? gq : gf;

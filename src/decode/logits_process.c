@@ -165,6 +165,45 @@ int argmax_scores(const real *scores, int V) {
             if (scores[v] > scores[best]) best = v;
         return best;
     }
+#if !REAL_IS_DOUBLE && defined(__AVX512F__)
+    if (V >= 4 * W && scores[0] == scores[0]) { /* (a NaN first: the loop never leaves index 0) */
+        /* four sets of 16 lanes (their compares independent), then the 64 candidates: the
+         * largest value, ties to the smallest index */
+        __m512 m[4];
+        __m512i ix[4];
+        const __m512i step = _mm512_set1_epi32(4 * W);
+        /* lanes start at (-inf, their own index): all -inf gives 0, as the loop */
+        __m512i cur[4];
+        for (int q = 0; q < 4; q++) {
+            m[q] = _mm512_set1_ps(-INFINITY);
+            ix[q] = _mm512_add_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                     _mm512_set1_epi32(q * W));
+            cur[q] = _mm512_sub_epi32(ix[q], step); /* the first step adds it back */
+        }
+        int v = 0;
+        for (; v + 4 * W <= V; v += 4 * W)
+            for (int q = 0; q < 4; q++) {
+                cur[q] = _mm512_add_epi32(cur[q], step);
+                __m512 x = _mm512_loadu_ps(scores + v + q * W);
+                __mmask16 gt = _mm512_cmp_ps_mask(x, m[q], _CMP_GT_OQ);
+                m[q] = _mm512_mask_blend_ps(gt, m[q], x);
+                ix[q] = _mm512_mask_blend_epi32(gt, ix[q], cur[q]);
+            }
+        float mv[4 * W];
+        int iv[4 * W];
+        for (int q = 0; q < 4; q++) {
+            _mm512_storeu_ps(mv + q * W, m[q]);
+            _mm512_storeu_si512((void *)(iv + q * W), ix[q]);
+        }
+        int best = iv[0];
+        float bm = mv[0];
+        for (int j = 1; j < 4 * W; j++)
+            if (mv[j] > bm || (mv[j] == bm && iv[j] < best)) bm = mv[j], best = iv[j];
+        for (; v < V; v++)
+            if (scores[v] > bm) bm = scores[v], best = v;
+        return best;
+    }
+#endif
     real mx[W];
     int ix[W];
     for (int j = 0; j < W; j++) mx[j] = scores[j], ix[j] = j;
@@ -192,9 +231,17 @@ double row_logsumexp(const real *x, int V) {
     real m = tt_max_real(x, V);
     if (m == -INFINITY) return -INFINITY;
 #if !REAL_IS_DOUBLE && defined(__AVX512F__)
-    __m512 va = _mm512_setzero_ps(), vm = _mm512_set1_ps(m);
-    for (int i = 0; i < V16; i += 16) va = _mm512_add_ps(va, tt_exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm)));
-    _mm512_storeu_ps(acc, va);
+    /* four sums, so that each add waits on its own chain, added pairwise at the end */
+    __m512 va = _mm512_setzero_ps(), vb = va, vc = va, vd = va, vm = _mm512_set1_ps(m);
+    int i = 0;
+    for (; i + 64 <= V16; i += 64) {
+        va = _mm512_add_ps(va, tt_exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm)));
+        vb = _mm512_add_ps(vb, tt_exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), vm)));
+        vc = _mm512_add_ps(vc, tt_exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i + 32), vm)));
+        vd = _mm512_add_ps(vd, tt_exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i + 48), vm)));
+    }
+    for (; i < V16; i += 16) va = _mm512_add_ps(va, tt_exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm)));
+    _mm512_storeu_ps(acc, _mm512_add_ps(_mm512_add_ps(va, vb), _mm512_add_ps(vc, vd)));
 #else
     for (int i = 0; i < V16; i += 16)
         for (int j = 0; j < 16; j++) acc[j] += REAL_EXP(x[i + j] - m);

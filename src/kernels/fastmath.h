@@ -104,8 +104,23 @@ static inline float tt_maxf(const float *x, int n) {
     int i = 0;
     float m = -INFINITY;
     if (n >= 16) {
-        tt_v16f v = *(const tt_v16f *)x;
-        for (i = 16; i + 16 <= n; i += 16) TT_V16_MAX_INTO(v, *(const tt_v16f *)(x + i));
+        /* every lane starts at -inf (a NaN loaded as a start would stay and hide its lane) */
+        tt_v16f v = {0};
+        v -= INFINITY;
+        if (n >= 64) {
+            /* four running maxima: each compare waits on its own lane set only */
+            tt_v16f v1 = v, v2 = v, v3 = v;
+            for (; i + 64 <= n; i += 64) {
+                TT_V16_MAX_INTO(v, *(const tt_v16f *)(x + i));
+                TT_V16_MAX_INTO(v1, *(const tt_v16f *)(x + i + 16));
+                TT_V16_MAX_INTO(v2, *(const tt_v16f *)(x + i + 32));
+                TT_V16_MAX_INTO(v3, *(const tt_v16f *)(x + i + 48));
+            }
+            TT_V16_MAX_INTO(v, v1);
+            TT_V16_MAX_INTO(v2, v3);
+            TT_V16_MAX_INTO(v, v2);
+        }
+        for (; i + 16 <= n; i += 16) TT_V16_MAX_INTO(v, *(const tt_v16f *)(x + i));
         for (int q = 0; q < 16; q++) m = v[q] > m ? v[q] : m;
     }
     for (; i < n; i++) m = x[i] > m ? x[i] : m;
