@@ -158,8 +158,7 @@ static inline real dot_f(const real *restrict a, const real *restrict b, int n) 
 
 static inline void softmax_inplace(real *s, int n) {
     real mx = tt_max_real(s, n);
-    for (int t = 0; t < n; t++) s[t] = REAL_EXP(s[t] - mx);
-    real inv = (real)(1.0 / tt_sum_lanes(s, n));
+    real inv = (real)(1.0 / tt_exp_shift_sum(s, n, mx, NULL));
     for (int t = 0; t < n; t++) s[t] *= inv;
 }
 
@@ -181,7 +180,7 @@ static void attention_rows(int begin, int end, int part, void *arg) {
     for (int rh = begin; rh < end; rh++) {
         int i = rh / H, h = rh % H;
         const real *q = j->q + (long)i * j->ldq + h * D;
-        real *o = dc->att + i * C + h * D;
+        real *restrict o = dc->att + i * C + h * D;
         for (int d = 0; d < D; d++) o[d] = 0;
         if (j->cross) {
             int b = j->r->input[i], n = dc->src_len[b];
@@ -198,7 +197,7 @@ static void attention_rows(int begin, int end, int part, void *arg) {
             for (int t = 0; t < n; t++) s[t] *= j->scale;
             softmax_inplace(s, n);
             for (int t = 0; t < n; t++) {
-                const real *v = vs + t * C;
+                const real *restrict v = vs + t * C;
                 real p = s[t];
                 for (int d = 0; d < D; d++) o[d] += p * v[d];
             }
@@ -210,7 +209,7 @@ static void attention_rows(int begin, int end, int part, void *arg) {
             for (int t = 0; t < n; t++) s[t] = dot_f(q, kp + tab[t] * C, D) * j->scale;
             softmax_inplace(s, n);
             for (int t = 0; t < n; t++) {
-                const real *v = vp + tab[t] * C;
+                const real *restrict v = vp + tab[t] * C;
                 real p = s[t];
                 for (int d = 0; d < D; d++) o[d] += p * v[d];
             }

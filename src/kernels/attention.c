@@ -34,12 +34,9 @@ static void masked_softmax_row(real *restrict row, int Tk, const int *restrict k
         for (int j = 0; j < Tk; j++) row[j] = 0;
         return;
     }
-    /* exp in one vectorised pass, masking after, then a plain sum */
-    for (int j = 0; j < limit; j++) row[j] = REAL_EXP(row[j] - mx);
-    if (key_mask)
-        for (int j = 0; j < limit; j++) row[j] = key_mask[j] ? row[j] : 0;
+    /* exp and the masking in one vectorised pass, with the sum */
+    real inv = (real)(1.0 / tt_exp_shift_sum(row, limit, mx, key_mask));
     for (int j = limit; j < Tk; j++) row[j] = 0;
-    real inv = (real)(1.0 / tt_sum_lanes(row, limit));
     for (int j = 0; j < limit; j++) row[j] *= inv;
 }
 

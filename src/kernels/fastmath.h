@@ -228,4 +228,33 @@ static inline double tt_sum_lanes(const real *x, int n) {
 #define REAL_TANH fast_tanhf
 #endif
 
+/* The middle of a softmax: x[0, n) = exp(x - mx), entries j with keep[j] == 0 set to 0 (keep
+ * NULL: every entry kept), and the sum of the results. With AVX-512: tt_exp16 on 16 lanes and
+ * the sum in eight double lanes (each 16-block's low then high half, the order of
+ * tt_sum_lanes); else the scalar loops. Either is the same on every run. */
+static inline double tt_exp_shift_sum(real *x, int n, real mx, const int *keep) {
+#if !REAL_IS_DOUBLE && defined(__AVX512F__)
+    const __m512 vm = _mm512_set1_ps(mx);
+    __m512d acc = _mm512_setzero_pd();
+    for (int j = 0; j < n; j += 16) {
+        __mmask16 mk = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+        __m512 e = tt_exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + j), vm));
+        __mmask16 use = mk;
+        if (keep) use &= _mm512_mask_cmpneq_epi32_mask(mk, _mm512_maskz_loadu_epi32(mk, keep + j), _mm512_setzero_si512());
+        e = _mm512_maskz_mov_ps(use, e);
+        _mm512_mask_storeu_ps(x + j, mk, e);
+        acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+        acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+    }
+    double ls[8];
+    _mm512_storeu_pd(ls, acc);
+    return ((ls[0] + ls[4]) + (ls[1] + ls[5])) + ((ls[2] + ls[6]) + (ls[3] + ls[7]));
+#else
+    for (int j = 0; j < n; j++) x[j] = REAL_EXP(x[j] - mx);
+    if (keep)
+        for (int j = 0; j < n; j++) x[j] = keep[j] ? x[j] : 0;
+    return tt_sum_lanes(x, n);
+#endif
+}
+
 #endif

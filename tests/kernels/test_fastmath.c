@@ -89,6 +89,35 @@ Test(fastmath, logsumexp_against_double) {
     cr_assert(row_logsumexp(x, 20) == -INFINITY, "all -inf: -inf");
 }
 
+/* the softmax middle: exp(x - max) in place, masked entries 0, and their sum, against double,
+ * at lengths around the 16-lane step, with and without a key mask (masked keys may hold values
+ * above the maximum of the kept ones: they must still come out 0) */
+Test(fastmath, exp_shift_sum_against_double) {
+    Rng r;
+    rng_seed(&r, 11);
+    static float x[300], x0[300];
+    static int keep[300];
+    int sizes[] = {1, 5, 15, 16, 17, 31, 32, 33, 96, 100, 300};
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++)
+        for (int masked = 0; masked < 2; masked++) {
+            int n = sizes[k];
+            fill(x0, n, &r);
+            for (int i = 0; i < n; i++) keep[i] = !masked || i % 3 != 1 || n == 1;
+            if (masked && n > 1) x0[1] = 80.0f; /* a masked key far above the rest */
+            float mx = -INFINITY;
+            for (int i = 0; i < n; i++)
+                if (keep[i] && x0[i] > mx) mx = x0[i];
+            memcpy(x, x0, sizeof(float) * (size_t)n);
+            double got = tt_exp_shift_sum(x, n, mx, masked ? keep : NULL), want = 0;
+            for (int i = 0; i < n; i++) {
+                double e = keep[i] ? exp((double)(x0[i] - mx)) : 0; /* the float difference, as the code */
+                want += e;
+                cr_assert(fabs(x[i] - e) <= 1e-6 * (e + 1e-30) + 1e-37, "n %d entry %d: %g vs %g", n, i, (double)x[i], e);
+            }
+            cr_assert(fabs(got - want) <= 1e-6 * want, "n %d: sum %.9g vs %.9g", n, got, want);
+        }
+}
+
 #if defined(__AVX512F__)
 /* the AVX-512 exp (this build targets this machine) against libm's, over the whole range */
 Test(fastmath, exp16_against_libm) {
