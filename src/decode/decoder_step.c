@@ -162,6 +162,61 @@ static inline void softmax_inplace(real *s, int n) {
     for (int t = 0; t < n; t++) s[t] *= inv;
 }
 
+/* s[t] = scale * sum_d q[d] kt[d * ld + t] for t in [0, n): 64 positions at a time in four
+ * 16-lane sums kept in registers across d (then 16, then one at a time), rather than a pass
+ * over s for every d. */
+static void scores_kt(real *restrict s, const real *restrict q, const real *restrict kt, long ld, int D, int n,
+                      real scale) {
+    int t = 0;
+#if !REAL_IS_DOUBLE
+    for (; t + 64 <= n; t += 64) {
+        tt_v16f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+        for (int d = 0; d < D; d++) {
+            const real *kr = kt + (long)d * ld + t;
+            real qd = q[d];
+            a0 += qd * *(const tt_v16f *)kr, a1 += qd * *(const tt_v16f *)(kr + 16);
+            a2 += qd * *(const tt_v16f *)(kr + 32), a3 += qd * *(const tt_v16f *)(kr + 48);
+        }
+        *(tt_v16f *)(s + t) = a0 * scale, *(tt_v16f *)(s + t + 16) = a1 * scale;
+        *(tt_v16f *)(s + t + 32) = a2 * scale, *(tt_v16f *)(s + t + 48) = a3 * scale;
+    }
+    for (; t + 16 <= n; t += 16) {
+        tt_v16f a = {0};
+        for (int d = 0; d < D; d++) a += q[d] * *(const tt_v16f *)(kt + (long)d * ld + t);
+        *(tt_v16f *)(s + t) = a * scale;
+    }
+#endif
+    for (; t < n; t++) {
+        real a = 0;
+        for (int d = 0; d < D; d++) a += q[d] * kt[(long)d * ld + t];
+        s[t] = a * scale;
+    }
+}
+
+/* o[0, D) = sum_t p[t] v_t[0, D), v_t = v + (tab ? tab[t] : t) * ld: 16 output lanes at a time,
+ * the even and odd t in two register sums (two independent chains), added at the end. */
+static void weighted_rows(real *restrict o, const real *restrict p, const real *restrict v, long ld, const int *tab,
+                          int D, int n) {
+    int d = 0;
+#if !REAL_IS_DOUBLE
+    for (; d + 16 <= D; d += 16) {
+        tt_v16f e = {0}, f = {0};
+        int t = 0;
+        for (; t + 2 <= n; t += 2) {
+            e += p[t] * *(const tt_v16f *)(v + (tab ? tab[t] : t) * ld + d);
+            f += p[t + 1] * *(const tt_v16f *)(v + (tab ? tab[t + 1] : t + 1) * ld + d);
+        }
+        if (t < n) e += p[t] * *(const tt_v16f *)(v + (tab ? tab[t] : t) * ld + d);
+        *(tt_v16f *)(o + d) = e + f;
+    }
+#endif
+    for (; d < D; d++) {
+        real a = 0;
+        for (int t = 0; t < n; t++) a += p[t] * v[(tab ? tab[t] : t) * ld + d];
+        o[d] = a;
+    }
+}
+
 typedef struct {
     DecodeCache *dc;
     const StepRows *r;
@@ -181,26 +236,15 @@ static void attention_rows(int begin, int end, int part, void *arg) {
         int i = rh / H, h = rh % H;
         const real *q = j->q + (long)i * j->ldq + h * D;
         real *restrict o = dc->att + i * C + h * D;
-        for (int d = 0; d < D; d++) o[d] = 0;
         if (j->cross) {
             int b = j->r->input[i], n = dc->src_len[b];
             long ns = (long)dc->max_inputs * dc->max_src;
             const real *vs = dc->cross_v + (j->layer * ns + (long)b * dc->max_src) * C + h * D;
             const real *kt = dc->cross_kt + (((long)j->layer * dc->max_inputs + b) * C + (long)h * D) * dc->max_src;
             /* the scores of every position at once: sum over d of q[d] times row d of K^T */
-            for (int t = 0; t < n; t++) s[t] = 0;
-            for (int d = 0; d < D; d++) {
-                const real *restrict kr = kt + (long)d * dc->max_src;
-                real qd = q[d];
-                for (int t = 0; t < n; t++) s[t] += qd * kr[t];
-            }
-            for (int t = 0; t < n; t++) s[t] *= j->scale;
+            scores_kt(s, q, kt, dc->max_src, D, n, j->scale);
             softmax_inplace(s, n);
-            for (int t = 0; t < n; t++) {
-                const real *restrict v = vs + t * C;
-                real p = s[t];
-                for (int d = 0; d < D; d++) o[d] += p * v[d];
-            }
+            weighted_rows(o, s, vs, C, NULL, D, n);
         } else {
             int n = j->r->pos[i] + 1;
             const int *tab = j->r->table[i];
@@ -208,11 +252,7 @@ static void attention_rows(int begin, int end, int part, void *arg) {
             const real *vp = dc->v_pool + j->layer * dc->pool_cap * C + h * D;
             for (int t = 0; t < n; t++) s[t] = dot_f(q, kp + tab[t] * C, D) * j->scale;
             softmax_inplace(s, n);
-            for (int t = 0; t < n; t++) {
-                const real *restrict v = vp + tab[t] * C;
-                real p = s[t];
-                for (int d = 0; d < D; d++) o[d] += p * v[d];
-            }
+            weighted_rows(o, s, vp, C, tab, D, n);
         }
     }
 }

@@ -16,6 +16,7 @@ static void fill(float *v, size_t n, uint64_t seed, float amp) {
 }
 
 static const Q8Path PATHS[3] = {Q8_PORTABLE, Q8_AVX2, Q8_VNNI};
+enum { NPATHS = 3 };
 
 Test(int8, weight_quantization_error_and_layouts) {
     int N = 37, K = 70;
@@ -69,8 +70,8 @@ static void check_dot(int M, int N, int K, uint64_t seed, int extreme) {
     float *as = malloc(sizeof(float) * M);
     q8_quantize_rows(Q8_PORTABLE, x, M, K, K, a, q.Kp, as);
     for (int i = 0; i < M * q.Kp; i++) cr_assert(a[i] >= 1 && a[i] <= 127, "activation byte %d out of [1, 127]", a[i]);
-    int32_t *acc[3];
-    for (int p = 0; p < 3; p++) {
+    int32_t *acc[NPATHS];
+    for (int p = 0; p < NPATHS; p++) {
         acc[p] = calloc((size_t)M * N, sizeof(int32_t));
         q8_dot(PATHS[p], a, M, &q, 0, N, acc[p], N);
     }
@@ -81,7 +82,7 @@ static void check_dot(int M, int N, int K, uint64_t seed, int extreme) {
             cr_assert(acc[0][(size_t)m * N + n] == (int32_t)ref, "portable [%d][%d]: %d != %.0f", m, n,
                       acc[0][(size_t)m * N + n], ref);
         }
-    for (int p = 1; p < 3; p++) {
+    for (int p = 1; p < NPATHS; p++) {
         if (!q8_path_available(PATHS[p])) {
             cr_log_info("int8: %s not on this CPU, not compared", q8_path_name(PATHS[p]));
             continue;
@@ -89,7 +90,7 @@ static void check_dot(int M, int N, int K, uint64_t seed, int extreme) {
         cr_assert(memcmp(acc[0], acc[p], sizeof(int32_t) * M * N) == 0, "%s differs from the portable path (M %d N %d K %d)",
                   q8_path_name(PATHS[p]), M, N, K);
     }
-    for (int p = 0; p < 3; p++) free(acc[p]);
+    for (int p = 0; p < NPATHS; p++) free(acc[p]);
     free(a), free(as), free(w), free(x);
     q8_weights_free(&q);
 }
@@ -110,30 +111,32 @@ Test(int8, activation_quantization_identical_on_every_path) {
             if (k % 7 == 3) x[3 * K + k] = 1e-40f; /* row 3: denormals */
         }
         if (K > 2) x[4 * K + 1] = NAN, x[4 * K + 2] = -INFINITY; /* row 4: NaN and -inf */
-        uint8_t *a[3];
-        float *sc[3];
-        for (int p = 0; p < 3; p++) {
+        uint8_t *a[NPATHS];
+        float *sc[NPATHS];
+        for (int p = 0; p < NPATHS; p++) {
             a[p] = malloc((size_t)M * Kp), sc[p] = malloc(sizeof(float) * M);
             if (q8_path_available(PATHS[p])) q8_quantize_rows(PATHS[p], x, M, K, K, a[p], Kp, sc[p]);
         }
         for (int k = 0; k < K; k++)
             cr_assert(a[0][k] == (uint8_t)(64 + (int)lroundf(x[k] / sc[0][0])), "tie at %g: byte %d", (double)x[k],
                       a[0][k]);
-        for (int p = 1; p < 3; p++) {
+        for (int p = 1; p < NPATHS; p++) {
             if (!q8_path_available(PATHS[p])) continue;
             cr_assert(memcmp(a[0], a[p], (size_t)M * Kp) == 0, "%s: activation bytes differ (K %d)",
                       q8_path_name(PATHS[p]), K);
             cr_assert(memcmp(sc[0], sc[p], sizeof(float) * M) == 0, "%s: activation scales differ (K %d)",
                       q8_path_name(PATHS[p]), K);
         }
-        for (int p = 0; p < 3; p++) free(a[p]), free(sc[p]);
+        for (int p = 0; p < NPATHS; p++) free(a[p]), free(sc[p]);
         free(x);
     }
 }
 
 Test(int8, products_exact_and_paths_identical) {
-    static const int shapes[][3] = {{1, 1, 1}, {1, 5, 63}, {2, 7, 64}, {3, 9, 65}, {5, 33, 200}, {1, 8001, 96},
-                                    {17, 13, 384}, {4, 4, 1000}};
+    /* row counts on both sides of the VNNI tiles' 8, 4, 2 and 1 */
+    static const int shapes[][3] = {{1, 1, 1},     {1, 5, 63},    {2, 7, 64},      {3, 9, 65},    {5, 33, 200},
+                                    {1, 8001, 96}, {17, 13, 384}, {4, 4, 1000},    {16, 16, 64},  {32, 50, 96},
+                                    {33, 47, 96},  {64, 37, 384}, {40, 300, 1000}, {100, 8001, 96}, {20, 3, 4}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         check_dot(shapes[s][0], shapes[s][1], shapes[s][2], 10 + s, 0);
     check_dot(3, 11, 512, 99, 1);
@@ -174,14 +177,29 @@ Test(int8, linear_within_bound_and_thread_independent) {
     tt_set_threads(1);
     cr_assert(memcmp(y, y2, sizeof(float) * M * N) == 0, "the output must not depend on the thread count");
     /* every path: the same floats */
-    for (int p = 0; p < 3; p++) {
+    for (int p = 0; p < NPATHS; p++) {
         if (!q8_path_available(PATHS[p])) continue;
         TEST_ASSERT_OK(q8_linear(PATHS[p], x, M, K, &q, b, y2, N, &s));
         cr_assert(memcmp(y, y2, sizeof(float) * M * N) == 0, "%s: other floats", q8_path_name(PATHS[p]));
     }
+    /* and with more rows (37: four tiles of 8, then 5), on 1 and 2 threads */
+    int M2 = 37;
+    float *x2 = malloc(sizeof(float) * M2 * K), *z0 = malloc(sizeof(float) * M2 * N), *z1 = malloc(sizeof(float) * M2 * N);
+    fill(x2, (size_t)M2 * K, 6, 1.0f);
+    TEST_ASSERT_OK(q8_linear(Q8_PORTABLE, x2, M2, K, &q, b, z0, N, &s));
+    for (int th = 1; th <= 2; th++) {
+        tt_set_threads(th);
+        for (int p = 1; p < NPATHS; p++) {
+            if (!q8_path_available(PATHS[p])) continue;
+            TEST_ASSERT_OK(q8_linear(PATHS[p], x2, M2, K, &q, b, z1, N, &s));
+            cr_assert(memcmp(z0, z1, sizeof(float) * M2 * N) == 0, "%s, %d threads: other floats for %d rows",
+                      q8_path_name(PATHS[p]), th, M2);
+        }
+    }
+    tt_set_threads(1);
     q8_scratch_free(&s);
     q8_weights_free(&q);
-    free(w), free(x), free(b), free(y), free(y2);
+    free(w), free(x), free(b), free(y), free(y2), free(x2), free(z0), free(z1);
 }
 
 Test(int8, stored_parts_checked) {
