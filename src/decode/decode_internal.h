@@ -20,8 +20,8 @@ typedef struct {
     long pool_cap, pool_used;
     real *k_pool, *v_pool;  /* (L, pool_cap, C) */
     int max_inputs, max_src;
-    real *cross_v;          /* (L, max_inputs * max_src, C): the value of each source token, input
-                               slot b's at rows b * max_src .. */
+    real *cross_v;          /* (L, max_inputs, H, max_src, D): the value of each source token,
+                               per head, so that a head's values are one contiguous block */
     real *cross_kt;         /* (L, max_inputs, H, D, max_src): the keys, transposed per head, so
                                that a query's scores over the source are a sum of contiguous
                                rows (vectorised over positions, no horizontal sums) */

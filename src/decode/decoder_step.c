@@ -130,7 +130,8 @@ int decode_cache_add(DecodeCache *dc, int n, const int *slot, const int *const *
             for (int t = 0; t < src_len[i]; t++) {
                 const real *k = kv + ((long)i * S + t) * 2 * C;
                 for (int hd = 0; hd < H * D; hd++) kt[(long)hd * ms + t] = k[hd];
-                memcpy(v + (long)t * C, k + C, sizeof(real) * (size_t)C);
+                for (int h = 0; h < H; h++)
+                    memcpy(v + ((long)h * ms + t) * D, k + C + (long)h * D, sizeof(real) * (size_t)D);
             }
         }
     }
@@ -229,22 +230,25 @@ typedef struct {
 static void attention_rows(int begin, int end, int part, void *arg) {
     const AttnStepJob *j = arg;
     DecodeCache *dc = j->dc;
-    int H = dc->H, D = dc->D;
+    int D = dc->D;
     long C = dc->C;
     real *s = dc->scores + (long)part * ((dc->max_ctx > dc->max_src ? dc->max_ctx : dc->max_src) + 16);
+    /* head-major (rh = h * M + i): the rows of one input (its beams) follow each other with the
+     * same head, whose cross-attention keys and values then stay in cache between them */
+    int M = j->r->M;
     for (int rh = begin; rh < end; rh++) {
-        int i = rh / H, h = rh % H;
+        int h = rh / M, i = rh % M;
         const real *q = j->q + (long)i * j->ldq + h * D;
         real *restrict o = dc->att + i * C + h * D;
         if (j->cross) {
             int b = j->r->input[i], n = dc->src_len[b];
             long ns = (long)dc->max_inputs * dc->max_src;
-            const real *vs = dc->cross_v + (j->layer * ns + (long)b * dc->max_src) * C + h * D;
+            const real *vs = dc->cross_v + (j->layer * ns + (long)b * dc->max_src) * C + (long)h * dc->max_src * D;
             const real *kt = dc->cross_kt + (((long)j->layer * dc->max_inputs + b) * C + (long)h * D) * dc->max_src;
             /* the scores of every position at once: sum over d of q[d] times row d of K^T */
             scores_kt(s, q, kt, dc->max_src, D, n, j->scale);
             softmax_inplace(s, n);
-            weighted_rows(o, s, vs, C, NULL, D, n);
+            weighted_rows(o, s, vs, D, NULL, D, n);
         } else {
             int n = j->r->pos[i] + 1;
             const int *tab = j->r->table[i];

@@ -55,7 +55,6 @@ struct Generator {
     int *seq_store[2], *tab_store[2];
     int cur;               /* which of the two slot buffers is current */
     int n_slots;
-    int first_rows;        /* logits rows of the first step (one per input), 0 after */
     int *proto_seq, *proto_tab; /* (max_inputs, max_seq) first step, before expansion */
     real *logits;          /* (max(max_slots, max_inputs), V) */
     double *row_lse;       /* log-sum-exp of each logits row */
@@ -338,7 +337,6 @@ static int first_step(Generator *gen, int n) {
         }
     }
     gen->n_slots = ns;
-    gen->first_rows = n;
     return 0;
 }
 
@@ -543,15 +541,26 @@ typedef struct {
     const int *active; /* inputs still decoding */
 } ChooseJob;
 
-static void lse_range(int begin, int end, int part, void *arg) {
-    Generator *gen = arg;
-    for (int r = begin; r < end; r++) gen->row_lse[r] = row_logsumexp(gen->logits + (long)r * gen->V, gen->V);
+/* The log-sum-exp of each logits row of input i (its slots' rows; slots sharing a row, as
+ * the beams of a first step do, count it once), just before its choice reads the same rows:
+ * they are still in cache (a whole step's logits are not, at 32 KB a row). */
+static void input_lse(Generator *gen, int i) {
+    const InputState *in = &gen->in[i];
+    const Slot *sl = gen->slots[gen->cur];
+    int last = -1;
+    for (int j = 0; j < in->slot_count; j++) {
+        int r = sl[in->slot_begin + j].row;
+        if (r == last) continue;
+        gen->row_lse[r] = row_logsumexp(gen->logits + (long)r * gen->V, gen->V);
+        last = r;
+    }
 }
 
 static void choose_range(int begin, int end, int part, void *arg) {
     const ChooseJob *j = arg;
     for (int a = begin; a < end; a++) {
         int i = j->active[a];
+        input_lse(j->gen, i);
         if (j->gen->beam) choose_beam(j->gen, i, part);
         else choose_greedy_or_sample(j->gen, i, part);
     }
@@ -630,11 +639,8 @@ int generator_run_seeded(Generator *gen, int n, const int *const *src, const int
     int *list = gen->active, n_active = n;
     for (int i = 0; i < n; i++) list[i] = i;
     for (;;) {
-        int rows = gen->n_slots;
-        if (gen->first_rows) rows = gen->first_rows, gen->first_rows = 0;
-        tt_parallel_range_work(rows, 8.0 * rows * gen->V, lse_range, gen);
         ChooseJob job = {gen, list};
-        tt_parallel_range_work(n_active, 4.0 * gen->n_slots * gen->V, choose_range, &job);
+        tt_parallel_range_work(n_active, 12.0 * gen->n_slots * gen->V, choose_range, &job);
         int keep = 0;
         for (int a = 0; a < n_active; a++)
             if (!gen->in[list[a]].done) list[keep++] = list[a];
@@ -669,7 +675,6 @@ int generator_serve(Generator *gen, const GenServe *cb) {
     gen->dc.pool_used = 0;
     gen->n_slots = 0;
     gen->cur = 0;
-    gen->first_rows = 0;
     const int **nsrc = malloc(sizeof(int *) * (size_t)gen->max_inputs);
     int *nlen = malloc(sizeof(int) * (size_t)gen->max_inputs), *nslot = malloc(sizeof(int) * (size_t)gen->max_inputs);
     uint64_t *nstream = malloc(sizeof(uint64_t) * (size_t)gen->max_inputs);
@@ -755,9 +760,8 @@ int generator_serve(Generator *gen, const GenServe *cb) {
             rc = -1;
             break;
         }
-        tt_parallel_range_work(gen->n_slots, 8.0 * gen->n_slots * gen->V, lse_range, gen);
         ChooseJob job = {gen, list};
-        tt_parallel_range_work(n_active, 4.0 * gen->n_slots * gen->V, choose_range, &job);
+        tt_parallel_range_work(n_active, 12.0 * gen->n_slots * gen->V, choose_range, &job);
         int keep = 0;
         for (int a = 0; a < n_active; a++) {
             int b = list[a];
