@@ -310,6 +310,21 @@ static void *slow_client(void *arg) {
     return NULL;
 }
 
+/* Polls /metrics (up to 5 s) until the server holds a request (busy 1: queued or running) or
+ * holds none (busy 0). 1 when it did. */
+static int wait_gauges(int port, int busy) {
+    for (int i = 0; i < 500; i++) {
+        char *m = NULL;
+        int got = -1;
+        if (http(port, "GET", "/metrics", NULL, &m) == 200 && m)
+            got = !(strstr(m, "tutor_queue_length 0\n") && strstr(m, "tutor_running_requests 0\n"));
+        free(m);
+        if (got == busy) return 1;
+        usleep(10000);
+    }
+    return 0;
+}
+
 /* A slow worker (TUTOR_SERVE_DELAY_MS) and a queue of one: of many requests at once some are
  * refused with 503, none is lost; SIGTERM while one runs still answers it. */
 Test(serve, full_queue_and_sigterm, .timeout = 120, .fini = cleanup) {
@@ -327,11 +342,14 @@ Test(serve, full_queue_and_sigterm, .timeout = 120, .fini = cleanup) {
     for (int i = 0; i < N; i++) ok += c[i].status == 200, full += c[i].status == 503;
     cr_assert(ok + full == N, "every request is answered 200 or 503 (%d and %d of %d)", ok, full, N);
     cr_assert(ok >= 1 && full >= 1, "with a queue of 1 and a slow worker, some must be refused (200: %d, 503: %d)", ok, full);
-    /* a request in flight when SIGTERM comes is still answered */
+    /* a request in flight when SIGTERM comes is still answered: the server idle first (its
+     * gauges can trail the answers above), then SIGTERM once it has the request (queued or
+     * running), however loaded the machine is */
+    cr_assert(wait_gauges(s.port, 0), "the server never went idle");
     Slow last = {s.port, 0};
     pthread_t t;
     pthread_create(&t, NULL, slow_client, &last);
-    usleep(100000);
+    cr_assert(wait_gauges(s.port, 1), "the last request never reached the server");
     int rc = stop(&s);
     pthread_join(t, NULL);
     cr_assert(rc == 0, "the server must exit 0 on SIGTERM (got %d)", rc);
