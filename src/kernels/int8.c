@@ -183,7 +183,7 @@ __attribute__((target("avx512f,avx512bw"))) static void quantize_rows_avx512(con
             __m512 h = _mm512_castsi512_ps(
                 _mm512_or_si512(_mm512_castps_si512(half), _mm512_and_si512(_mm512_castps_si512(v), sign)));
             __m512i i = _mm512_add_epi32(_mm512_cvttps_epi32(_mm512_add_ps(v, h)), z);
-            _mm_mask_storeu_epi8(o + k, mk, _mm512_cvtepi32_epi8(i));
+            _mm512_mask_cvtepi32_storeu_epi8(o + k, mk, i);
         }
         if (Kp > K) memset(o + K, 64, (size_t)(Kp - K));
         scale[m] = t;
