@@ -203,6 +203,40 @@ int argmax_scores(const real *scores, int V) {
             if (scores[v] > bm) bm = scores[v], best = v;
         return best;
     }
+#elif !REAL_IS_DOUBLE && defined(__AVX2__)
+    if (V >= 4 * 8 && scores[0] == scores[0]) {
+        /* the same with four sets of 8 lanes */
+        __m256 m[4];
+        __m256i ix[4], cur[4];
+        const __m256i step = _mm256_set1_epi32(32);
+        for (int q = 0; q < 4; q++) {
+            m[q] = _mm256_set1_ps(-INFINITY);
+            ix[q] = _mm256_add_epi32(_mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0), _mm256_set1_epi32(q * 8));
+            cur[q] = _mm256_sub_epi32(ix[q], step);
+        }
+        int v = 0;
+        for (; v + 32 <= V; v += 32)
+            for (int q = 0; q < 4; q++) {
+                cur[q] = _mm256_add_epi32(cur[q], step);
+                __m256 x = _mm256_loadu_ps(scores + v + q * 8);
+                __m256 gt = _mm256_cmp_ps(x, m[q], _CMP_GT_OQ);
+                m[q] = _mm256_blendv_ps(m[q], x, gt);
+                ix[q] = _mm256_blendv_epi8(ix[q], cur[q], _mm256_castps_si256(gt));
+            }
+        float mv[32];
+        int iv[32];
+        for (int q = 0; q < 4; q++) {
+            _mm256_storeu_ps(mv + q * 8, m[q]);
+            _mm256_storeu_si256((__m256i *)(iv + q * 8), ix[q]);
+        }
+        int best = iv[0];
+        float bm = mv[0];
+        for (int j = 1; j < 32; j++)
+            if (mv[j] > bm || (mv[j] == bm && iv[j] < best)) bm = mv[j], best = iv[j];
+        for (; v < V; v++)
+            if (scores[v] > bm) bm = scores[v], best = v;
+        return best;
+    }
 #endif
     real mx[W];
     int ix[W];
@@ -242,6 +276,15 @@ double row_logsumexp(const real *x, int V) {
     }
     for (; i < V16; i += 16) va = _mm512_add_ps(va, tt_exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm)));
     _mm512_storeu_ps(acc, _mm512_add_ps(_mm512_add_ps(va, vb), _mm512_add_ps(vc, vd)));
+#elif !REAL_IS_DOUBLE && defined(__AVX2__) && defined(__FMA__)
+    /* the same sixteen lanes as two ymm sums */
+    __m256 va = _mm256_setzero_ps(), vb = va, vm = _mm256_set1_ps(m);
+    for (int i = 0; i < V16; i += 16) {
+        va = _mm256_add_ps(va, tt_exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm)));
+        vb = _mm256_add_ps(vb, tt_exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vm)));
+    }
+    _mm256_storeu_ps(acc, va);
+    _mm256_storeu_ps(acc + 8, vb);
 #else
     for (int i = 0; i < V16; i += 16)
         for (int j = 0; j < 16; j++) acc[j] += REAL_EXP(x[i + j] - m);

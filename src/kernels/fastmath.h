@@ -205,6 +205,31 @@ static inline __m512 tt_exp16(__m512 x) {
 }
 #endif
 
+#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
+/* exp of 8 floats with AVX2 and FMA, for machines without AVX-512: tt_exp16's reduction and
+ * polynomial, the power of 2 built in the exponent bits (x clamped to [-87, 88] for that), 0
+ * below e^-87.3 (so -inf gives 0, as tt_exp16) and inf above e^88.72; a NaN stays NaN. */
+static inline __m256 tt_exp8(__m256 x0) {
+    __m256 x = _mm256_min_ps(_mm256_set1_ps(88.0f), _mm256_max_ps(_mm256_set1_ps(-87.0f), x0));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fmadd_ps(n, _mm256_set1_ps(2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+    /* keep where x0 >= -87.3 or x0 is NaN (not-less-than, unordered true); inf above 88.72 */
+    y = _mm256_and_ps(y, _mm256_cmp_ps(x0, _mm256_set1_ps(-87.3f), _CMP_NLT_UQ));
+    return _mm256_blendv_ps(y, _mm256_set1_ps(INFINITY), _mm256_cmp_ps(x0, _mm256_set1_ps(88.72f), _CMP_GT_OQ));
+}
+#endif
+
 /* sum of x[0, n) in eight double lanes (a serial double sum is a chain of dependent adds; the
  * lanes vectorise), the lanes added in a fixed order: the same result on every run */
 static inline double tt_sum_lanes(const real *x, int n) {
@@ -250,7 +275,16 @@ static inline double tt_exp_shift_sum(real *x, int n, real mx, const int *keep) 
     _mm512_storeu_pd(ls, acc);
     return ((ls[0] + ls[4]) + (ls[1] + ls[5])) + ((ls[2] + ls[6]) + (ls[3] + ls[7]));
 #else
+#if !REAL_IS_DOUBLE && defined(__AVX2__) && defined(__FMA__)
+    {
+        const __m256 vm = _mm256_set1_ps(mx);
+        int j = 0;
+        for (; j + 8 <= n; j += 8) _mm256_storeu_ps(x + j, tt_exp8(_mm256_sub_ps(_mm256_loadu_ps(x + j), vm)));
+        for (; j < n; j++) x[j] = REAL_EXP(x[j] - mx);
+    }
+#else
     for (int j = 0; j < n; j++) x[j] = REAL_EXP(x[j] - mx);
+#endif
     if (keep)
         for (int j = 0; j < n; j++) x[j] = keep[j] ? x[j] : 0;
     return tt_sum_lanes(x, n);
