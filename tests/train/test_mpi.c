@@ -25,16 +25,20 @@ static int sanitized(void) {
     return san && !strcmp(san, "1");
 }
 
-/* mpirun with two ranks, as root, on a machine with fewer cores if need be; under the
- * sanitizers with what LeakSanitizer needs to tell OpenMPI's allocations from ours */
+/* mpirun with two ranks, as root, on a machine with fewer cores if need be, a rank waiting in
+ * a collective yielding its core (OpenMPI busy-polls otherwise: beside other work on a
+ * 2-core machine the polling rank starved its peer, and a 12-second run had not finished
+ * after 15 minutes); under the sanitizers with what LeakSanitizer needs to tell OpenMPI's
+ * allocations from ours */
 static const char *np2(void) {
     static char buf[1600];
-    if (!sanitized()) return "mpirun --allow-run-as-root --oversubscribe -np 2";
+    if (!sanitized()) return "mpirun --allow-run-as-root --oversubscribe --mca mpi_yield_when_idle 1 -np 2";
     char supp[PATH_MAX];
     cr_assert(realpath("tests/train/mpi-lsan.supp", supp) != NULL);
     const char *asan = getenv("ASAN_OPTIONS");
     snprintf(buf, sizeof buf,
-             "mpirun --allow-run-as-root --oversubscribe -np 2 -x OMPI_MCA_mca_base_component_disable_dlclose=1 "
+             "mpirun --allow-run-as-root --oversubscribe --mca mpi_yield_when_idle 1 -np 2 "
+             "-x OMPI_MCA_mca_base_component_disable_dlclose=1 "
              "-x ASAN_OPTIONS=%s%sfast_unwind_on_malloc=0 -x LSAN_OPTIONS=suppressions=%s:print_suppressions=0",
              asan ? asan : "", asan && *asan ? ":" : "", supp);
     return buf;
