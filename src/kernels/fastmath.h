@@ -182,6 +182,22 @@ static inline int tt_any16_gt(const float *x, float add, float thr) {
 #endif
 }
 
+/* The vector exps' middle, for a vector type T whose intrinsics start with P (_mm512_,
+ * _mm256_): r = x - n ln2 (ln 2 in two parts, as fast_expf), then p = exp(r) by fast_expf's
+ * polynomial. */
+#define TT_EXP_REDUCE_POLY(T, P, x, n, p)                                                          \
+    do {                                                                                           \
+        T r_ = P##fnmadd_ps(n, P##set1_ps(0.693359375f), x);                                       \
+        r_ = P##fmadd_ps(n, P##set1_ps(2.12194440e-4f), r_);                                       \
+        p = P##set1_ps(1.9875691500e-4f);                                                          \
+        p = P##fmadd_ps(p, r_, P##set1_ps(1.3981999507e-3f));                                      \
+        p = P##fmadd_ps(p, r_, P##set1_ps(8.3334519073e-3f));                                      \
+        p = P##fmadd_ps(p, r_, P##set1_ps(4.1665795894e-2f));                                      \
+        p = P##fmadd_ps(p, r_, P##set1_ps(1.6666665459e-1f));                                      \
+        p = P##fmadd_ps(p, r_, P##set1_ps(5.0000001201e-1f));                                      \
+        p = P##fmadd_ps(P##mul_ps(p, r_), r_, P##add_ps(r_, P##set1_ps(1.0f)));                    \
+    } while (0)
+
 #if defined(__AVX512F__)
 /* exp of 16 floats with AVX-512: fast_expf's range reduction and polynomial, the power of 2
  * applied by vscalefps (which needs no clamping: it underflows to 0 and overflows to inf by
@@ -192,15 +208,8 @@ static inline __m512 tt_exp16(__m512 x) {
     x = _mm512_max_ps(_mm512_set1_ps(-104.0f), x); /* -inf -> -104 (exp 0); NaN stays (2nd operand) */
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    __m512 p;
+    TT_EXP_REDUCE_POLY(__m512, _mm512_, x, n, p);
     return _mm512_scalef_ps(p, n);
 }
 #endif
@@ -213,15 +222,8 @@ static inline __m256 tt_exp8(__m256 x0) {
     __m256 x = _mm256_min_ps(_mm256_set1_ps(88.0f), _mm256_max_ps(_mm256_set1_ps(-87.0f), x0));
     __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fmadd_ps(n, _mm256_set1_ps(2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256 p;
+    TT_EXP_REDUCE_POLY(__m256, _mm256_, x, n, p);
     __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
     /* keep where x0 >= -87.3 or x0 is NaN (not-less-than, unordered true); inf above 88.72 */
