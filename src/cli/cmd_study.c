@@ -1924,12 +1924,7 @@ static int study_status(const char *out) {
             if (len < 6 || strcmp(pn[i] + len - 6, ".jsonl")) continue;
             char f[1000];
             snprintf(f, sizeof f, "%s/%s", pts, pn[i]);
-            FILE *fp = fopen(f, "r");
-            long lines = 0;
-            int ch;
-            while (fp && (ch = getc(fp)) != EOF) lines += ch == '\n';
-            if (fp) fclose(fp);
-            printf(" %s (%ld lines)", pn[i], lines);
+            printf(" %s (%zu lines)", pn[i], count_lines(f));
         }
     }
     printf("\n");
