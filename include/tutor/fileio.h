@@ -24,6 +24,8 @@ const char *atomic_temp_path(const AtomicFile *f);
  * *n_bytes (may be NULL) gets the length without the NUL. NULL on error ("PATH: reason"). */
 char *read_file_text(const char *path, size_t *n_bytes);
 
+/* fsync of the directory holding path (a rename into it made durable). 0 or -1. */
+int fsync_parent_dir(const char *path);
 /* mkdir -p: creates path and its missing parents (mode 0777 & umask). 0 or -1. */
 int make_dirs(const char *path);
 

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -197,6 +198,63 @@ static void top_k_row(const real *z, int V, int k, float *logp, int32_t *ids) {
     for (int j = 0; j < k; j++) logp[j] = (float)((double)z[ids[j]] - lse);
 }
 
+/* A build survives a stop. The rows go to PATH.partial (its header and offsets written first,
+ * exactly as in the finished file) and, for a sparse cache, the ids to PATH.ids.partial; a build
+ * that finds them with the same header (kind, width, pairs, teacher, pairs' hash) cuts them back
+ * to the last whole pair and goes on from there. At the end the ids are appended, the file is
+ * synced and renamed to PATH. A lock on PATH.partial keeps two builds of one cache apart. */
+typedef struct {
+    int fd;
+    FILE *f;
+    char path[4400];
+} PartFile;
+
+static int part_open(PartFile *p, const char *path, const char *suffix, int lock) {
+    snprintf(p->path, sizeof p->path, "%s%s", path, suffix);
+    p->f = NULL;
+    p->fd = open(p->path, O_RDWR | O_CREAT, 0644);
+    if (p->fd < 0) return tt_err("%s: %s", p->path, strerror(errno));
+    if (lock && flock(p->fd, LOCK_EX | LOCK_NB)) {
+        int e = errno;
+        close(p->fd);
+        p->fd = -1;
+        return e == EWOULDBLOCK ? tt_err("%s: another tutor is building this teacher cache", p->path)
+                                : tt_err("%s: cannot lock: %s", p->path, strerror(e));
+    }
+    return 0;
+}
+
+static off_t part_size(const PartFile *p) {
+    struct stat st;
+    return fstat(p->fd, &st) ? -1 : st.st_size;
+}
+
+/* Cut the file to n bytes and open it for appending from there. */
+static int part_cut(PartFile *p, off_t n) {
+    if (ftruncate(p->fd, n) || lseek(p->fd, n, SEEK_SET) != n)
+        return tt_err("%s: cannot truncate: %s", p->path, strerror(errno));
+    int dup_fd = dup(p->fd);
+    p->f = dup_fd >= 0 ? fdopen(dup_fd, "r+b") : NULL;
+    if (!p->f || fseeko(p->f, n, SEEK_SET)) return tt_err("%s: %s", p->path, strerror(errno));
+    return 0;
+}
+
+static int part_write(PartFile *p, const void *data, size_t n) {
+    if (fwrite(data, 1, n, p->f) != n) return tt_err("%s: write failed: %s", p->path, strerror(errno));
+    return 0;
+}
+
+static int part_sync(PartFile *p) {
+    if (fflush(p->f) || fsync(fileno(p->f))) return tt_err("%s: cannot write: %s", p->path, strerror(errno));
+    return 0;
+}
+
+static void part_close(PartFile *p) {
+    if (p->f) fclose(p->f);
+    if (p->fd >= 0) close(p->fd); /* releases the lock */
+    p->f = NULL, p->fd = -1;
+}
+
 int teacher_cache_build(const char *path, Model *teacher, const PairSet *ps, int kind, int top_k, int batch_tokens,
                         int max_batch) {
     const ModelConfig *c = &teacher->cfg;
@@ -205,25 +263,61 @@ int teacher_cache_build(const char *path, Model *teacher, const PairSet *ps, int
     if (kind == 1 && (top_k < 1 || top_k > V)) return tt_err("sparse cache: top-k %d outside [1, %d]", top_k, V);
     uint64_t n_rows = 0;
     for (size_t i = 0; i < ps->n; i++) n_rows += (uint64_t)ps->items[i].tgt_len;
-    AtomicFile *f = atomic_open(path);
-    if (!f) return -1;
-    unsigned char hdr[HEADER_BYTES];
-    memcpy(hdr, MAGIC, 8);
-    put_u32(hdr + 8, (uint32_t)kind);
-    put_u32(hdr + 12, (uint32_t)width);
-    put_u64(hdr + 16, ps->n);
-    put_u64(hdr + 24, n_rows);
-    put_u64(hdr + 32, model_hash(teacher));
-    put_u64(hdr + 40, pairset_hash(ps));
-    int rc = atomic_write(f, hdr, sizeof hdr);
+    size_t head_bytes = HEADER_BYTES + 8 * (ps->n + 1);
+    unsigned char *head = malloc(head_bytes);
+    if (!head) return tt_err("out of memory");
+    memcpy(head, MAGIC, 8);
+    put_u32(head + 8, (uint32_t)kind);
+    put_u32(head + 12, (uint32_t)width);
+    put_u64(head + 16, ps->n);
+    put_u64(head + 24, n_rows);
+    put_u64(head + 32, model_hash(teacher));
+    put_u64(head + 40, pairset_hash(ps));
     uint64_t off = 0;
-    for (size_t i = 0; i <= ps->n && !rc; i++) {
-        rc = atomic_write(f, &off, 8);
+    for (size_t i = 0; i <= ps->n; i++) {
+        put_u64(head + HEADER_BYTES + 8 * i, off);
         if (i < ps->n) off += (uint64_t)ps->items[i].tgt_len;
     }
-    /* rows in pair order; sparse ids follow all log-probs, so they go to a second temp file */
-    FILE *ids_tmp = kind == 1 ? tmpfile() : NULL;
-    if (kind == 1 && !ids_tmp) rc = tt_err("cannot create a temporary file: %s", strerror(errno));
+    size_t row_bytes = 4 * (size_t)width; /* the hidden state, or the log-probs; ids alike */
+    PartFile main_f = {.fd = -1}, ids_f = {.fd = -1};
+    int rc = part_open(&main_f, path, ".partial", 1);
+    if (!rc && kind == 1) rc = part_open(&ids_f, path, ".ids.partial", 0);
+    /* how far an earlier build got: whole rows in both files, then back to a whole pair */
+    size_t start = 0;
+    if (!rc) {
+        off_t have = part_size(&main_f);
+        unsigned char *old = have >= (off_t)head_bytes ? malloc(head_bytes) : NULL;
+        int same = old && pread(main_f.fd, old, head_bytes, 0) == (ssize_t)head_bytes && !memcmp(old, head, head_bytes);
+        free(old);
+        uint64_t rows_done = 0;
+        if (same) {
+            rows_done = (uint64_t)(have - (off_t)head_bytes) / row_bytes;
+            if (kind == 1) {
+                off_t ih = part_size(&ids_f);
+                uint64_t ir = ih > 0 ? (uint64_t)ih / row_bytes : 0;
+                rows_done = ir < rows_done ? ir : rows_done;
+            }
+            if (rows_done > n_rows) rows_done = n_rows;
+            const unsigned char *offs = head + HEADER_BYTES;
+            size_t lo = 0, hi = ps->n; /* the last pair boundary at or below rows_done */
+            while (lo < hi) {
+                size_t mid = (lo + hi + 1) / 2;
+                uint64_t o;
+                memcpy(&o, offs + 8 * mid, 8);
+                if (o <= rows_done) lo = mid;
+                else hi = mid - 1;
+            }
+            start = lo;
+            memcpy(&rows_done, offs + 8 * start, 8);
+            if (start) tt_info("teacher cache %s: resuming at pair %zu of %zu", path, start, ps->n);
+        } else if (have > 0) {
+            tt_info("teacher cache %s: %s was made for another teacher or other pairs: starting again", path,
+                    main_f.path);
+        }
+        rc = part_cut(&main_f, same ? (off_t)(head_bytes + rows_done * row_bytes) : 0);
+        if (!rc && kind == 1) rc = part_cut(&ids_f, (off_t)(rows_done * row_bytes));
+        if (!rc && !same) rc = part_write(&main_f, head, head_bytes);
+    }
     int max_s = 1, max_t = 1;
     for (size_t i = 0; i < ps->n; i++) {
         int s, t;
@@ -233,6 +327,7 @@ int teacher_cache_build(const char *path, Model *teacher, const PairSet *ps, int
     }
     int cap_b = max_batch > 0 ? max_batch : 64;
     BatchBuf bb;
+    memset(&bb, 0, sizeof bb);
     size_t *idx = malloc(sizeof(size_t) * (size_t)cap_b);
     int *rows = malloc(sizeof(int) * (size_t)cap_b * (size_t)max_t);
     double *w = malloc(sizeof(double) * (size_t)cap_b * (size_t)max_t);
@@ -244,7 +339,7 @@ int teacher_cache_build(const char *path, Model *teacher, const PairSet *ps, int
                 (kind == 1 && (!logits || !lp || !ib))))
         rc = tt_err("out of memory");
     double t0 = tt_now_s(), last = t0;
-    size_t i = 0;
+    size_t i = start;
     while (!rc && i < ps->n) {
         int count = pairset_next_batch(ps, c, i, batch_tokens, cap_b, idx);
         if (batch_assemble(&bb, c, ps, idx, count) || model_forward(teacher, &bb.batch, FWD_INFER)) {
@@ -256,7 +351,7 @@ int teacher_cache_build(const char *path, Model *teacher, const PairSet *ps, int
             const real *h = model_hidden(teacher);
             for (long r = 0; r < n && !rc; r++) {
                 for (int k = 0; k < C; k++) hrow[k] = (float)h[(long)rows[r] * C + k];
-                rc = atomic_write(f, hrow, sizeof(float) * (size_t)C);
+                rc = part_write(&main_f, hrow, row_bytes);
             }
         } else {
             for (long r0 = 0; r0 < n && !rc; r0 += 256) {
@@ -264,32 +359,39 @@ int teacher_cache_build(const char *path, Model *teacher, const PairSet *ps, int
                 model_logits_rows(teacher, rows + r0, R, logits);
                 for (int r = 0; r < R; r++)
                     top_k_row(logits + (long)r * V, V, top_k, lp + (long)r * top_k, ib + (long)r * top_k);
-                rc = atomic_write(f, lp, sizeof(float) * (size_t)R * top_k);
-                if (!rc && fwrite(ib, sizeof(int32_t), (size_t)R * top_k, ids_tmp) != (size_t)R * top_k)
-                    rc = tt_err("writing a temporary file: %s", strerror(errno));
+                rc = part_write(&main_f, lp, row_bytes * (size_t)R);
+                if (!rc) rc = part_write(&ids_f, ib, row_bytes * (size_t)R);
             }
         }
         i += (size_t)count;
-        if (tt_now_s() - last > 10) {
+        if (!rc && tt_now_s() - last > 10) {
             last = tt_now_s();
-            tt_info("teacher cache %s: %zu/%zu pairs, %.0f pairs/s", path, i, ps->n, i / (last - t0));
+            /* what is on disk is what a resumed build keeps */
+            rc = part_sync(&main_f);
+            if (!rc && kind == 1) rc = part_sync(&ids_f);
+            tt_info("teacher cache %s: %zu/%zu pairs, %.0f pairs/s", path, i, ps->n, (i - start) / (last - t0));
         }
     }
     if (!rc && kind == 1) {
-        rewind(ids_tmp);
+        /* the ids after all the log-probs */
+        rc = part_sync(&ids_f);
+        if (!rc && fseeko(ids_f.f, 0, SEEK_SET)) rc = tt_err("%s: %s", ids_f.path, strerror(errno));
         size_t got;
-        while (!rc && (got = fread(ib, sizeof(int32_t), 256 * (size_t)top_k, ids_tmp)) > 0)
-            rc = atomic_write(f, ib, got * sizeof(int32_t));
+        while (!rc && (got = fread(ib, 1, 256 * row_bytes, ids_f.f)) > 0) rc = part_write(&main_f, ib, got);
+        if (!rc && ferror(ids_f.f)) rc = tt_err("%s: read failed: %s", ids_f.path, strerror(errno));
     }
-    if (ids_tmp) fclose(ids_tmp);
+    if (!rc) rc = part_sync(&main_f);
+    if (!rc && rename(main_f.path, path)) rc = tt_err("cannot rename %s to %s: %s", main_f.path, path, strerror(errno));
+    if (!rc) {
+        if (kind == 1) unlink(ids_f.path);
+        rc = fsync_parent_dir(path);
+    }
+    part_close(&main_f);
+    part_close(&ids_f);
     batchbuf_free(&bb);
-    free(idx), free(rows), free(w), free(hrow), free(lp), free(ib);
+    free(head), free(idx), free(rows), free(w), free(hrow), free(lp), free(ib);
     tt_free(logits);
-    if (rc) {
-        atomic_abort(f);
-        return -1;
-    }
-    if (atomic_commit(f)) return -1;
+    if (rc) return -1; /* the partial files stay: the next build goes on from them */
     tt_info("teacher cache %s: %zu pairs, %llu tokens, %s, %.0f s", path, ps->n, (unsigned long long)n_rows,
             kind == 0 ? "exact (hidden states)" : "sparse (top-k)", tt_now_s() - t0);
     return 0;

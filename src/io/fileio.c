@@ -43,6 +43,13 @@ static int fsync_dir(const char *dir) {
     return rc;
 }
 
+int fsync_parent_dir(const char *path) {
+    char *dir = dir_of(path);
+    int rc = dir ? fsync_dir(dir) : tt_err("%s: out of memory", path);
+    free(dir);
+    return rc;
+}
+
 /* Temp files of earlier writes to path whose process is gone (killed mid-write): removed, so
  * that they do not pile up. A live writer's temp file (another process) is left alone. */
 static void remove_stale_temps(const char *path) {
@@ -302,7 +309,9 @@ int check_output_kind(const char *out, OutputKind kind) {
             if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) entries++;
         closedir(d);
         if (!entries) return 0;
-        const char *marks[] = {"config.json", "checkpoint.json", "metrics.jsonl", "generation_config.json"};
+        /* teacher-cache/: tutor distill builds it there before its first checkpoint */
+        const char *marks[] = {"config.json", "checkpoint.json", "metrics.jsonl", "generation_config.json",
+                               "teacher-cache"};
         char p[4200];
         for (size_t i = 0; i < sizeof marks / sizeof marks[0]; i++) {
             snprintf(p, sizeof p, "%s/%s", out, marks[i]);

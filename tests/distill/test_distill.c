@@ -5,7 +5,9 @@
  * teacher; its gradient through the model against finite differences), a killed `tutor
  * distill` resuming bit for bit, and clear errors on mismatched inputs. */
 #include <cjson/cJSON.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 
 #include "../testlib.h"
@@ -645,6 +647,89 @@ Test(cache, exact_cache_loss_equals_the_live_teacher) {
     model_free(t);
     model_free(s1);
     model_free(s2);
+    model_free(other);
+    test_rmtree(dir);
+}
+
+/* A build stopped part way (its partial files cut anywhere, even inside a row or a pair) goes
+ * on from the last whole pair and ends with the file an uninterrupted build writes; partial
+ * files of another teacher are discarded; a second build of the same cache is refused. */
+static unsigned char *slurp(const char *path, long *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    *n = ftell(f);
+    rewind(f);
+    unsigned char *b = malloc((size_t)*n + 1);
+    if (fread(b, 1, (size_t)*n, f) != (size_t)*n) *n = -1;
+    fclose(f);
+    return b;
+}
+
+static void spill(const char *path, const unsigned char *b, long n) {
+    FILE *f = fopen(path, "wb");
+    cr_assert(f && fwrite(b, 1, (size_t)n, f) == (size_t)n);
+    fclose(f);
+}
+
+Test(cache, a_stopped_build_resumes_to_the_same_file) {
+    ModelConfig c = tiny_config(ARCH_MBART, 48, 1, 2, 0);
+    Model *t = model_new(&c, 21), *other = model_new(&c, 23);
+    PairSet ps;
+    make_pairs(&ps, 17, 30, 4);
+    char dir[128], whole[300], part[300], ids[300], path[300];
+    test_tmpdir(dir, sizeof dir);
+    for (int kind = 0; kind < 2; kind++) {
+        int k = 5, width = kind ? k : c.d_model;
+        snprintf(whole, sizeof whole, "%s/whole-%d.bin", dir, kind);
+        TEST_ASSERT_OK(teacher_cache_build(whole, t, &ps, kind, k, 40, 3));
+        long n;
+        unsigned char *ref = slurp(whole, &n);
+        cr_assert(ref && n > 0);
+        uint64_t n_rows;
+        memcpy(&n_rows, ref + 24, 8);
+        long head = 48 + 8 * (long)(ps.n + 1), rb = 4L * width;
+        /* {rows in the main file, bytes past them, rows of ids}: after 0 rows, inside the first row,
+         * at a pair boundary, inside a later pair with more ids than log-probs, all rows with one id
+         * row short, all rows and the ids' append to the main file begun */
+        long p2 = (long)ps.items[0].tgt_len + (long)ps.items[1].tgt_len, R = (long)n_rows;
+        long cuts[6][3] = {{0, 0, 0}, {0, 3, 1}, {p2, 0, p2}, {p2 + 1, 0, p2 + 3}, {R, 0, R - 1}, {R, 7, R}};
+        for (int ci = 0; ci < (kind ? 6 : 5); ci++) {
+            long rows_main = cuts[ci][0], extra = cuts[ci][1], rows_ids = cuts[ci][2];
+            snprintf(path, sizeof path, "%s/resumed-%d-%d.bin", dir, kind, ci);
+            snprintf(part, sizeof part, "%s.partial", path);
+            snprintf(ids, sizeof ids, "%s.ids.partial", path);
+            spill(part, ref, head + rows_main * rb + extra);
+            if (kind) spill(ids, ref + head + R * rb, rows_ids * rb);
+            TEST_ASSERT_OK(teacher_cache_build(path, t, &ps, kind, k, 40, 3));
+            long m;
+            unsigned char *got = slurp(path, &m);
+            cr_expect(got && m == n && !memcmp(got, ref, (size_t)n), "kind %d, cut %d: %ld bytes, whole %ld", kind,
+                      ci, m, n);
+            cr_expect(!file_exists(part) && !file_exists(ids), "kind %d, cut %d: partial files left", kind, ci);
+            free(got);
+        }
+        /* another teacher's partial file: rebuilt from the start, for this teacher */
+        snprintf(path, sizeof path, "%s/other-%d.bin", dir, kind);
+        snprintf(part, sizeof part, "%s.partial", path);
+        spill(part, ref, head + 3 * rb);
+        TEST_ASSERT_OK(teacher_cache_build(path, other, &ps, kind, k, 40, 3));
+        TeacherCache *tc = teacher_cache_open(path, other, &ps);
+        cr_expect(tc, "%s", tt_errmsg());
+        teacher_cache_free(tc);
+        free(ref);
+    }
+    /* a build already in progress (its partial file locked) */
+    snprintf(path, sizeof path, "%s/locked.bin", dir);
+    snprintf(part, sizeof part, "%s.partial", path);
+    int fd = open(part, O_RDWR | O_CREAT, 0644);
+    cr_assert(fd >= 0 && flock(fd, LOCK_EX) == 0);
+    cr_expect(teacher_cache_build(path, t, &ps, 0, 0, 40, 3) != 0 && strstr(tt_errmsg(), "another tutor"), "%s",
+              tt_errmsg());
+    close(fd);
+    TEST_ASSERT_OK(teacher_cache_build(path, t, &ps, 0, 0, 40, 3));
+    pairset_free(&ps);
+    model_free(t);
     model_free(other);
     test_rmtree(dir);
 }

@@ -230,3 +230,23 @@ Test(fileio, stale_temp_files_of_killed_writes_are_removed) {
     cr_expect(file_exists(live), "a live writer's temp file stays");
     test_rmtree(dir);
 }
+
+/* A run directory: empty, a model or run (its marks), or one whose distill was stopped while
+ * it built its teacher cache (teacher-cache/ only); anything else is refused. */
+Test(fileio, run_directory_kinds) {
+    char p[700], q[800];
+    tmp_path(p, sizeof p, "run");
+    TEST_ASSERT_OK(check_output_kind(p, OUTPUT_RUN_DIR)); /* not there yet */
+    TEST_ASSERT_OK(make_dirs(p));
+    TEST_ASSERT_OK(check_output_kind(p, OUTPUT_RUN_DIR));
+    snprintf(q, sizeof q, "%s/notes.txt", p);
+    TEST_ASSERT_OK(atomic_write_file(q, "x", 1));
+    cr_expect(check_output_kind(p, OUTPUT_RUN_DIR) != 0 && strstr(tt_errmsg(), "not a model or run directory"), "%s",
+              tt_errmsg());
+    snprintf(q, sizeof q, "%s/teacher-cache", p);
+    TEST_ASSERT_OK(make_dirs(q));
+    TEST_ASSERT_OK(check_output_kind(p, OUTPUT_RUN_DIR));
+    snprintf(q, sizeof q, "%s/file", tmp);
+    TEST_ASSERT_OK(atomic_write_file(q, "x", 1));
+    cr_expect(check_output_kind(q, OUTPUT_RUN_DIR) != 0 && strstr(tt_errmsg(), "not a directory"), "%s", tt_errmsg());
+}
