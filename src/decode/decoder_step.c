@@ -163,28 +163,29 @@ static inline void softmax_inplace(real *s, int n) {
     for (int t = 0; t < n; t++) s[t] *= inv;
 }
 
-/* s[t] = scale * sum_d q[d] kt[d * ld + t] for t in [0, n): 64 positions at a time in four
- * 16-lane sums kept in registers across d (then 16, then one at a time), rather than a pass
- * over s for every d. */
+/* s[t] = scale * sum_d q[d] kt[d * ld + t] for t in [0, n): 4 x TT_VL positions at a time in
+ * four vector sums kept in registers across d (then TT_VL, then one at a time), rather than a
+ * pass over s for every d. Each position's sum runs over d in order whatever the width. */
 static void scores_kt(real *restrict s, const real *restrict q, const real *restrict kt, long ld, int D, int n,
                       real scale) {
     int t = 0;
 #if !REAL_IS_DOUBLE
-    for (; t + 64 <= n; t += 64) {
-        tt_v16f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+    enum { L = TT_VL };
+    for (; t + 4 * L <= n; t += 4 * L) {
+        tt_vf a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
         for (int d = 0; d < D; d++) {
             const real *kr = kt + (long)d * ld + t;
             real qd = q[d];
-            a0 += qd * *(const tt_v16f *)kr, a1 += qd * *(const tt_v16f *)(kr + 16);
-            a2 += qd * *(const tt_v16f *)(kr + 32), a3 += qd * *(const tt_v16f *)(kr + 48);
+            a0 += qd * *(const tt_vf *)kr, a1 += qd * *(const tt_vf *)(kr + L);
+            a2 += qd * *(const tt_vf *)(kr + 2 * L), a3 += qd * *(const tt_vf *)(kr + 3 * L);
         }
-        *(tt_v16f *)(s + t) = a0 * scale, *(tt_v16f *)(s + t + 16) = a1 * scale;
-        *(tt_v16f *)(s + t + 32) = a2 * scale, *(tt_v16f *)(s + t + 48) = a3 * scale;
+        *(tt_vf *)(s + t) = a0 * scale, *(tt_vf *)(s + t + L) = a1 * scale;
+        *(tt_vf *)(s + t + 2 * L) = a2 * scale, *(tt_vf *)(s + t + 3 * L) = a3 * scale;
     }
-    for (; t + 16 <= n; t += 16) {
-        tt_v16f a = {0};
-        for (int d = 0; d < D; d++) a += q[d] * *(const tt_v16f *)(kt + (long)d * ld + t);
-        *(tt_v16f *)(s + t) = a * scale;
+    for (; t + L <= n; t += L) {
+        tt_vf a = {0};
+        for (int d = 0; d < D; d++) a += q[d] * *(const tt_vf *)(kt + (long)d * ld + t);
+        *(tt_vf *)(s + t) = a * scale;
     }
 #endif
     for (; t < n; t++) {
@@ -194,21 +195,21 @@ static void scores_kt(real *restrict s, const real *restrict q, const real *rest
     }
 }
 
-/* o[0, D) = sum_t p[t] v_t[0, D), v_t = v + (tab ? tab[t] : t) * ld: 16 output lanes at a time,
- * the even and odd t in two register sums (two independent chains), added at the end. */
+/* o[0, D) = sum_t p[t] v_t[0, D), v_t = v + (tab ? tab[t] : t) * ld: TT_VL output lanes at a
+ * time, the even and odd t in two register sums (two independent chains), added at the end. */
 static void weighted_rows(real *restrict o, const real *restrict p, const real *restrict v, long ld, const int *tab,
                           int D, int n) {
     int d = 0;
 #if !REAL_IS_DOUBLE
-    for (; d + 16 <= D; d += 16) {
-        tt_v16f e = {0}, f = {0};
+    for (; d + TT_VL <= D; d += TT_VL) {
+        tt_vf e = {0}, f = {0};
         int t = 0;
         for (; t + 2 <= n; t += 2) {
-            e += p[t] * *(const tt_v16f *)(v + (tab ? tab[t] : t) * ld + d);
-            f += p[t + 1] * *(const tt_v16f *)(v + (tab ? tab[t + 1] : t + 1) * ld + d);
+            e += p[t] * *(const tt_vf *)(v + (tab ? tab[t] : t) * ld + d);
+            f += p[t + 1] * *(const tt_vf *)(v + (tab ? tab[t + 1] : t + 1) * ld + d);
         }
-        if (t < n) e += p[t] * *(const tt_v16f *)(v + (tab ? tab[t] : t) * ld + d);
-        *(tt_v16f *)(o + d) = e + f;
+        if (t < n) e += p[t] * *(const tt_vf *)(v + (tab ? tab[t] : t) * ld + d);
+        *(tt_vf *)(o + d) = e + f;
     }
 #endif
     for (; d < D; d++) {

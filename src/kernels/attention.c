@@ -9,27 +9,13 @@
 
 static void masked_softmax_row(real *restrict row, int Tk, const int *restrict key_mask, int limit) {
     /* limit: keys [0, limit) may be attended (causal); key_mask further removes padding. */
+#if REAL_IS_DOUBLE
     real mx = -INFINITY;
-    int j0 = 0;
-#if !REAL_IS_DOUBLE
-    /* 16 lanes at a time, masked keys as -inf (GCC does not vectorise a running maximum) */
-    if (limit >= 16) {
-        const tt_v16f ninf = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY,
-                              -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
-        tt_v16f v = ninf;
-        for (; j0 + 16 <= limit; j0 += 16) {
-            tt_v16f x = *(const tt_v16f *)(row + j0);
-            if (key_mask) {
-                tt_v16i keep = *(const tt_v16i *)(key_mask + j0) != 0;
-                x = (tt_v16f)(((tt_v16i)x & keep) | ((tt_v16i)ninf & ~keep));
-            }
-            TT_V16_MAX_INTO(v, x);
-        }
-        for (int q = 0; q < 16; q++) mx = v[q] > mx ? v[q] : mx;
-    }
-#endif
-    for (int j = j0; j < limit; j++)
+    for (int j = 0; j < limit; j++)
         if ((!key_mask || key_mask[j]) && row[j] > mx) mx = row[j];
+#else
+    real mx = tt_maxf_masked(row, key_mask, limit);
+#endif
     if (mx == -INFINITY) {
         for (int j = 0; j < Tk; j++) row[j] = 0;
         return;

@@ -38,6 +38,16 @@ Test(fastmath, maxima_equal_the_scalar_loops) {
             float a = tt_maxf(x, n), b = scalar_max(x, n);
             cr_assert(a == b || (isinf(a) && isinf(b)), "n %d trial %d: max %g vs the loop's %g", n, trial, (double)a,
                       (double)b);
+            /* with a key mask: the masked entries are never taken */
+            int keep[300];
+            float e = -INFINITY;
+            for (int i = 0; i < n; i++) {
+                keep[i] = trial == 0 ? (int)(rng_below(&r, 3) != 0) : (i % 5 != 2);
+                if (keep[i] && x[i] > e) e = x[i];
+            }
+            float g = tt_maxf_masked(x, keep, n);
+            cr_assert(g == e || (isinf(g) && isinf(e) && g < 0 && e < 0), "n %d trial %d: masked max %g vs the loop's %g",
+                      n, trial, (double)g, (double)e);
             float c = tt_absmaxf(x, n), d = scalar_absmax(x, n);
             cr_assert(c == d, "n %d trial %d: max |x| %g vs the loop's %g", n, trial, (double)c, (double)d);
         }
