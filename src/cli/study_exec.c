@@ -92,7 +92,14 @@ static void on_signal(int sig) {
         if (g_children[i] > 0) kill(g_children[i], sig == SIGINT ? SIGINT : SIGTERM);
 }
 
+/* The binary this study runs, held open from its start: every row runs the very same program
+ * even when the file is replaced or deleted meanwhile (a rebuild while a study runs, or a
+ * study binary swapped: a path resolved in the child named "... (deleted)" and every later
+ * row failed to start). */
+static int g_self_fd = -1;
+
 void study_signals_install(void) {
+    if (g_self_fd < 0) g_self_fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -124,6 +131,7 @@ static pid_t spawn(const Argv *args, const char *log_path) {
         dprintf(fd, "\n$ tutor %s\n", line);
         free(line);
     }
+    const char *path = self_path(); /* resolved here, in the parent, once */
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
@@ -143,8 +151,10 @@ static pid_t spawn(const Argv *args, const char *log_path) {
         if (!v) _exit(127);
         v[0] = (char *)"tutor";
         for (int i = 0; i < args->n; i++) v[i + 1] = args->v[i];
-        execv(self_path(), v);
-        dprintf(2, "tutor: study: cannot run %s: %s\n", self_path(), strerror(errno));
+        extern char **environ;
+        if (g_self_fd >= 0) fexecve(g_self_fd, v, environ);
+        execv(path, v);
+        dprintf(2, "tutor: study: cannot run %s: %s\n", path, strerror(errno));
         _exit(127);
     }
     close(fd);
