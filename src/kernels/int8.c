@@ -280,6 +280,22 @@ __attribute__((target("avx2"))) static void dot_avx2(const uint8_t *a, int M, co
                 s1l = _mm256_add_epi32(s1l, _mm256_madd_epi16(_mm256_maddubs_epi16(x1, wl), ones));
                 s1h = _mm256_add_epi32(s1h, _mm256_madd_epi16(_mm256_maddubs_epi16(x1, wh), ones));
             }
+            if (ep && cols == 16) {
+                /* the epilogue on the registers: tile_out's operations in its order */
+                int n = b * 16;
+                __m256i s[2][2] = {{s0l, s0h}, {s1l, s1h}};
+                for (int hh = 0; hh < 2; hh++) {
+                    __m256i cs64 = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(w->colsum + n + 8 * hh)), 6);
+                    __m256 sc = _mm256_loadu_ps(w->scale + n + 8 * hh);
+                    for (int r = 0; r < 1 + two; r++) {
+                        __m256 y = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(s[r][hh], cs64)),
+                                                 _mm256_mul_ps(_mm256_set1_ps(ep->ascale[m + r]), sc));
+                        if (ep->bias) y = _mm256_add_ps(y, _mm256_loadu_ps(ep->bias + n + 8 * hh));
+                        _mm256_storeu_ps(ep->out + (size_t)(m + r) * ep->ldo + n + 8 * hh, y);
+                    }
+                }
+                continue;
+            }
             int32_t t[2][16];
             _mm256_storeu_si256((__m256i *)t[0], s0l), _mm256_storeu_si256((__m256i *)(t[0] + 8), s0h);
             _mm256_storeu_si256((__m256i *)t[1], s1l), _mm256_storeu_si256((__m256i *)(t[1] + 8), s1h);
