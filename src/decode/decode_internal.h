@@ -33,6 +33,9 @@ typedef struct {
     real *scores;           /* (parts, max(max_ctx, max_src)) attention scratch */
     int parts;
     int *src_pad, *src_mask; /* (max_inputs, max_src) encoder input */
+    const real *final_h;    /* after a step with logits NULL: its (n_logits, C) final hidden rows,
+                               for decode_logits, valid until the next step */
+    const real *lm_bias;    /* final_logits_bias, or NULL when it is all zeros */
 } DecodeCache;
 
 /* Sizes every buffer: max_rows tokens per step, pool_rows cached tokens, max_ctx positions
@@ -59,6 +62,11 @@ typedef struct {
     int *const *table;
 } StepRows;
 int decode_step(DecodeCache *dc, const StepRows *r, const int *logit_rows, int n_logits, real *logits);
+/* With logits NULL, decode_step leaves the logits to the caller: dc->final_h holds the final
+ * hidden rows, and decode_logits makes the logits of n of them (from the j-th: out (n, V)),
+ * int8 with its own scratch s (one per thread) when the model is quantized. A generator
+ * makes them a few inputs at a time, each group's rows read while still in cache. */
+void decode_logits(const DecodeCache *dc, int j, int n, real *out, Q8Scratch *s);
 
 /* linear_forward for the few rows of a decoding step: streaming kernels below a row count
  * where sgemm's packing of the weights dominates, gemm above it. */

@@ -374,9 +374,24 @@ int decode_step(DecodeCache *dc, const StepRows *r, const int *logit_rows, int n
         const real *lb = p->final_logits_bias;
         int any = 0;
         for (int v = 0; lb && v < dc->V && !any; v++) any = lb[v] != 0;
-        dlin(dc, dc->m->q8 ? &dc->m->q8->lm_head : NULL, logits, dc->V, y, p->lm_head, any ? lb : NULL, n_logits, C,
-             dc->V, W_OUT_IN);
+        dc->lm_bias = any ? lb : NULL;
+        dc->final_h = y;
+        if (logits)
+            dlin(dc, dc->m->q8 ? &dc->m->q8->lm_head : NULL, logits, dc->V, y, p->lm_head, dc->lm_bias, n_logits, C,
+                 dc->V, W_OUT_IN);
     }
     dc->pool_used += M;
     return 0;
+}
+
+void decode_logits(const DecodeCache *dc, int j, int n, real *out, Q8Scratch *s) {
+    const real *y = dc->final_h + (long)j * dc->C;
+    const real *w = dc->m->p.lm_head;
+#if !REAL_IS_DOUBLE
+    ModelQ8 *q8 = dc->m->q8;
+    if (q8 && q8->lm_head.q && q8_linear(q8->path, y, n, dc->C, &q8->lm_head, dc->lm_bias, out, dc->V, s) == 0) return;
+#else
+    (void)s;
+#endif
+    decode_linear(out, dc->V, y, w, dc->lm_bias, n, dc->C, dc->V, W_OUT_IN);
 }

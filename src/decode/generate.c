@@ -45,6 +45,8 @@ typedef struct {
     int idx;               /* beam * V + token */
 } Cand;
 
+enum { GROUP_ROWS = 16 };
+
 struct Generator {
     Model *m;
     GenConfig g;
@@ -73,6 +75,13 @@ struct Generator {
     int *iwork;            /* (parts, V) */
     unsigned char *mark;   /* (parts, V) */
     Cand *cand;            /* (parts, 2 * num_beams) */
+    /* int8 models: the logits are made in the choice's parallel region, a group of at most
+     * group_rows rows at a time into each part's own buffer, so that they are read back from
+     * cache (a whole step's, 128 x 8,001 floats at beam 4 batch 32, are not) */
+    int defer, group_rows;
+    real *glogits;         /* (parts, group_rows, V) */
+    int *grow0;            /* (parts) the first row in each part's buffer */
+    Q8Scratch *gscratch;   /* (parts) */
     const int *const *src;
     const int *src_len;
     /* continuous batching (generator_serve) */
@@ -117,6 +126,11 @@ void generator_free(Generator *gen) {
     tt_free(gen->iwork);
     tt_free(gen->mark);
     tt_free(gen->cand);
+    tt_free(gen->glogits);
+    tt_free(gen->grow0);
+    if (gen->gscratch)
+        for (int p = 0; p < gen->parts; p++) q8_scratch_free(&gen->gscratch[p]);
+    tt_free(gen->gscratch);
     tt_free(gen->in_use);
     tt_free(gen->tags);
     free(gen);
@@ -181,6 +195,10 @@ Generator *generator_new_pooled(Model *m, const GenConfig *g, int max_inputs, in
     int nb = g->num_beams;
     gen->parts = tt_threads();
     int rows_logits = gen->max_slots > max_inputs ? gen->max_slots : max_inputs;
+#if !REAL_IS_DOUBLE
+    gen->defer = m->q8 != NULL && !g->full_recompute;
+#endif
+
     for (int i = 0; i < 2; i++) {
         gen->slots[i] = tt_alloc(sizeof(Slot) * S);
         gen->seq_store[i] = tt_alloc(I * S * Q);
@@ -188,7 +206,8 @@ Generator *generator_new_pooled(Model *m, const GenConfig *g, int max_inputs, in
     }
     gen->proto_seq = tt_alloc(I * (size_t)max_inputs * Q);
     gen->proto_tab = tt_alloc(I * (size_t)max_inputs * Q);
-    gen->logits = tt_alloc(sizeof(real) * (size_t)rows_logits * V);
+    /* deferred, the logits live in the parts' group buffers */
+    gen->logits = tt_alloc(sizeof(real) * (size_t)(gen->defer ? 1 : rows_logits) * V);
     gen->row_lse = tt_alloc(sizeof(double) * (size_t)rows_logits);
     gen->row_tok = tt_alloc(I * (size_t)step_rows);
     gen->row_pos = tt_alloc(I * (size_t)step_rows);
@@ -209,11 +228,19 @@ Generator *generator_new_pooled(Model *m, const GenConfig *g, int max_inputs, in
     gen->cand = tt_alloc(sizeof(Cand) * (size_t)gen->parts * 2 * nb);
     gen->in_use = tt_alloc((size_t)max_inputs);
     gen->tags = tt_alloc(sizeof(void *) * (size_t)max_inputs);
+    if (gen->defer) {
+        /* 16 rows: 512 KB of logits at a vocabulary of 8,000, beside the int8 output layer */
+        gen->group_rows = gen->R > GROUP_ROWS ? gen->R : GROUP_ROWS;
+        gen->glogits = tt_alloc(sizeof(real) * (size_t)gen->parts * gen->group_rows * V);
+        gen->grow0 = tt_alloc(I * (size_t)gen->parts);
+        gen->gscratch = tt_alloc(sizeof(Q8Scratch) * (size_t)gen->parts);
+    }
     int ok = gen->proto_seq && gen->proto_tab && gen->logits && gen->row_lse && gen->row_tok && gen->row_pos && gen->row_input &&
              gen->logit_rows && gen->row_table && gen->active && gen->in && gen->dec_store && gen->entry_store && gen->entry_tokens &&
              gen->outs && gen->out_hyps && gen->out_tokens && gen->work && gen->iwork && gen->mark && gen->cand &&
              gen->in_use && gen->tags;
     for (int i = 0; i < 2; i++) ok = ok && gen->slots[i] && gen->seq_store[i] && gen->tab_store[i];
+    if (gen->defer) ok = ok && gen->glogits && gen->grow0 && gen->gscratch;
     if (!ok) {
         generator_free(gen);
         tt_err_wrap("generation buffers");
@@ -271,7 +298,7 @@ static int model_step(Generator *gen) {
         gen->logit_rows[i] = i;
     }
     StepRows r = {n, gen->row_tok, gen->row_pos, gen->row_input, gen->row_table};
-    return decode_step(&gen->dc, &r, gen->logit_rows, n, gen->logits);
+    return decode_step(&gen->dc, &r, gen->logit_rows, n, gen->defer ? NULL : gen->logits);
 }
 
 /* The first step: one row per input (the decoder start token, or the whole prompt fed at
@@ -313,7 +340,7 @@ static int first_step(Generator *gen, int n) {
             gen->logit_rows[i] = M - 1;
         }
         StepRows r = {M, gen->row_tok, gen->row_pos, gen->row_input, gen->row_table};
-        if (decode_step(&gen->dc, &r, gen->logit_rows, n, gen->logits)) return -1;
+        if (decode_step(&gen->dc, &r, gen->logit_rows, n, gen->defer ? NULL : gen->logits)) return -1;
     }
     gen->cur = 0;
     Slot *sl = gen->slots[0];
@@ -342,6 +369,13 @@ static int first_step(Generator *gen, int n) {
 
 /* ---- choosing tokens ---- */
 
+/* The logits of a row: in the part's group buffer when they are made there, else in the
+ * step's. */
+static inline const real *logit_row(const Generator *gen, int part, int row) {
+    if (gen->defer) return gen->glogits + ((size_t)part * gen->group_rows + (size_t)(row - gen->grow0[part])) * gen->V;
+    return gen->logits + (size_t)row * gen->V;
+}
+
 static void finish_result(Generator *gen, int input, int k, const Slot *s, int tok, double raw_lp, double score) {
     GenHypothesis *h = &gen->outs[input].hyps[k];
     int *t = (int *)h->tokens;
@@ -364,7 +398,7 @@ static void choose_greedy_or_sample(Generator *gen, int i, int part) {
     for (int j = 0; j < in->slot_count; j++) {
         int si = in->slot_begin + j;
         const Slot *s = &sl[si];
-        const real *row = gen->logits + (long)s->row * V;
+        const real *row = logit_row(gen, part, s->row);
         double lse = gen->row_lse[s->row];
         memcpy(scores, row, sizeof(real) * (size_t)V);
         HypView hv = {s->seq, s->len, s->n_new, in->max_new};
@@ -473,7 +507,7 @@ static void choose_beam(Generator *gen, int i, int part) {
      * sorted best first (ties: lower beam*V + token first) */
     for (int b = 0; b < in->slot_count; b++) {
         const Slot *s = &sl[in->slot_begin + b];
-        const real *row = gen->logits + (long)s->row * V;
+        const real *row = logit_row(gen, part, s->row);
         real lse = (real)gen->row_lse[s->row];
         for (int v = 0; v < V; v++) scores[v] = row[v] - lse;
         HypView hv = {s->seq, s->len, s->n_new, in->max_new};
@@ -507,7 +541,7 @@ static void choose_beam(Generator *gen, int i, int part) {
     for (int rank = 0; rank < have && in->n_dec < nb; rank++) {
         int b = top[rank].idx / V, tok = top[rank].idx % V;
         const Slot *s = &sl[in->slot_begin + b];
-        const real *row = gen->logits + (long)s->row * V;
+        const real *row = logit_row(gen, part, s->row);
         double raw_lp = s->raw_lp + (double)row[tok] - gen->row_lse[s->row];
         if (tok == g->eos_id) {
             if (rank >= nb) continue;
@@ -544,26 +578,68 @@ typedef struct {
 /* The log-sum-exp of each logits row of input i (its slots' rows; slots sharing a row, as
  * the beams of a first step do, count it once), just before its choice reads the same rows:
  * they are still in cache (a whole step's logits are not, at 32 KB a row). */
-static void input_lse(Generator *gen, int i) {
+static void input_lse(Generator *gen, int i, int part) {
     const InputState *in = &gen->in[i];
     const Slot *sl = gen->slots[gen->cur];
     int last = -1;
     for (int j = 0; j < in->slot_count; j++) {
         int r = sl[in->slot_begin + j].row;
         if (r == last) continue;
-        gen->row_lse[r] = row_logsumexp(gen->logits + (long)r * gen->V, gen->V);
+        gen->row_lse[r] = row_logsumexp(logit_row(gen, part, r), gen->V);
         last = r;
     }
 }
 
+/* The rows [lo, hi] of input i's slots. */
+static void input_rows(const Generator *gen, int i, int *lo, int *hi) {
+    const InputState *in = &gen->in[i];
+    const Slot *sl = gen->slots[gen->cur];
+    *lo = *hi = sl[in->slot_begin].row;
+    for (int j = 1; j < in->slot_count; j++) {
+        int r = sl[in->slot_begin + j].row;
+        *lo = r < *lo ? r : *lo;
+        *hi = r > *hi ? r : *hi;
+    }
+}
+
+static void choose_one(Generator *gen, int i, int part) {
+    input_lse(gen, i, part);
+    if (gen->beam) choose_beam(gen, i, part);
+    else choose_greedy_or_sample(gen, i, part);
+}
+
 static void choose_range(int begin, int end, int part, void *arg) {
     const ChooseJob *j = arg;
-    for (int a = begin; a < end; a++) {
-        int i = j->active[a];
-        input_lse(j->gen, i);
-        if (j->gen->beam) choose_beam(j->gen, i, part);
-        else choose_greedy_or_sample(j->gen, i, part);
+    Generator *gen = j->gen;
+    if (!gen->defer) {
+        for (int a = begin; a < end; a++) choose_one(gen, j->active[a], part);
+        return;
     }
+    /* inputs whose rows follow each other, at most group_rows of them: their logits made
+     * into this part's buffer, then their choices */
+    for (int a = begin; a < end;) {
+        int lo, hi, b = a + 1;
+        input_rows(gen, j->active[a], &lo, &hi);
+        while (b < end) {
+            int l2, h2;
+            input_rows(gen, j->active[b], &l2, &h2);
+            if (l2 != hi + 1 || h2 - lo + 1 > gen->group_rows) break;
+            hi = h2;
+            b++;
+        }
+        gen->grow0[part] = lo;
+        decode_logits(&gen->dc, lo, hi - lo + 1, gen->glogits + (size_t)part * gen->group_rows * gen->V,
+                      &gen->gscratch[part]);
+        for (; a < b; a++) choose_one(gen, j->active[a], part);
+    }
+}
+
+/* The parallel work of a step's choices: the scans of the vocabulary, and the output layer
+ * when it is made there. */
+static double choose_work(const Generator *gen) {
+    double w = 12.0 * gen->n_slots * gen->V;
+    if (gen->defer) w += 0.5 * (double)gen->n_slots * gen->V * gen->m->cfg.d_model;
+    return w;
 }
 
 /* The next step's slots: each decision's parent copied, its token appended, input by input. */
@@ -640,7 +716,7 @@ int generator_run_seeded(Generator *gen, int n, const int *const *src, const int
     for (int i = 0; i < n; i++) list[i] = i;
     for (;;) {
         ChooseJob job = {gen, list};
-        tt_parallel_range_work(n_active, 12.0 * gen->n_slots * gen->V, choose_range, &job);
+        tt_parallel_range_work(n_active, choose_work(gen), choose_range, &job);
         int keep = 0;
         for (int a = 0; a < n_active; a++)
             if (!gen->in[list[a]].done) list[keep++] = list[a];
@@ -761,7 +837,7 @@ int generator_serve(Generator *gen, const GenServe *cb) {
             break;
         }
         ChooseJob job = {gen, list};
-        tt_parallel_range_work(n_active, 12.0 * gen->n_slots * gen->V, choose_range, &job);
+        tt_parallel_range_work(n_active, choose_work(gen), choose_range, &job);
         int keep = 0;
         for (int a = 0; a < n_active; a++) {
             int b = list[a];

@@ -164,6 +164,22 @@ Test(int8_model, generate_same_on_every_path, .timeout = 120) {
         if (!first[0]) snprintf(first, sizeof first, "%s", out);
         else cr_assert(test_files_equal(first, out), "%s and %s differ", first, out);
     }
+    /* one input at a time on one thread: the same outputs (the int8 logits are made a group of
+     * inputs at a time inside the choice; each row must still read its own) */
+    char one[400];
+    snprintf(one, sizeof one, "%s/gen-one.jsonl", dir);
+    snprintf(cmd, sizeof cmd,
+             "%s generate --model %s/m --int8 --input %s/in.jsonl --beam 3 --num-return 2 -o %s --threads 1 "
+             "--batch-size 1 --no-progress 2>%s.log",
+             tutor_bin(), dir, dir, one, one);
+    cr_assert(system(cmd) == 0, "%s", cmd);
+    cr_assert(test_files_equal(first, one), "%s and %s differ", first, one);
+    snprintf(cmd, sizeof cmd,
+             "%s generate --model %s/m --int8 --input %s/in.jsonl -o %s/greedy-a.jsonl --threads 2 --batch-size 20 "
+             "--no-progress 2>/dev/null && %s generate --model %s/m --int8 --input %s/in.jsonl -o %s/greedy-b.jsonl "
+             "--threads 1 --batch-size 1 --no-progress 2>/dev/null && cmp -s %s/greedy-a.jsonl %s/greedy-b.jsonl",
+             tutor_bin(), dir, dir, dir, tutor_bin(), dir, dir, dir, dir, dir);
+    cr_assert(system(cmd) == 0, "greedy int8: batch 20 on 2 threads and batch 1 on 1 differ");
     /* the float32 run of the same directory is another run: it must also work */
     snprintf(cmd, sizeof cmd, "%s generate --model %s/m --input %s/in.jsonl -o %s/f.jsonl --no-progress 2>/dev/null",
              tutor_bin(), dir, dir, dir);
