@@ -145,8 +145,8 @@ int q8_weights_quantize(Q8Weights *w, const float *src, int N, int K, int transp
 int q8_weights_from_parts(Q8Weights *w, const int8_t *q, const float *scale, int N, int K);
 void q8_weights_free(Q8Weights *w);
 /* Rows of x (M, K, stride ldx) to u8 = round(x / t) + 64, t = max|x| / 63 per row (scale[m] = t);
- * out is (M, Kp), the padding 64. The VNNI path quantizes with AVX-512, the others in C: the
- * same bytes and scales. */
+ * out is (M, Kp), the padding 64. The VNNI path quantizes with AVX-512, the AVX2 one with
+ * AVX2, the portable one in C: the same bytes and scales. */
 void q8_quantize_rows(Q8Path path, const float *x, int M, int K, int ldx, uint8_t *out, int Kp, float *scale);
 int q8_path_available(Q8Path p);
 /* The fastest path this CPU has (TUTOR_INT8_PATH=portable|avx2|vnni forces an available one). */

@@ -189,12 +189,58 @@ __attribute__((target("avx512f,avx512bw"))) static void quantize_rows_avx512(con
         scale[m] = t;
     }
 }
+
+/* The same with AVX2, 8 lanes at a time (the tail of a row in C, the same operations), the
+ * low byte of each lane gathered by a byte shuffle (as the scalar cast keeps it: a NaN's lane
+ * gives 64 on every path). */
+__attribute__((target("avx2"))) static void quantize_rows_avx2(const float *x, int M, int K, int ldx, uint8_t *out,
+                                                               int Kp, float *scale) {
+    const __m256 hi = _mm256_set1_ps(63.0f), lo = _mm256_set1_ps(-63.0f), half = _mm256_set1_ps(0.5f);
+    const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256i sign = _mm256_set1_epi32((int)0x80000000u), z = _mm256_set1_epi32(64);
+    const __m256i low = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8, 12, -1,
+                                         -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    int K8 = K & ~7;
+    for (int m = 0; m < M; m++) {
+        const float *restrict r = x + (size_t)m * ldx;
+        __m256 m0 = _mm256_setzero_ps(), m1 = m0;
+        int k = 0;
+        for (; k + 16 <= K; k += 16) {
+            m0 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(r + k), abs), m0);
+            m1 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(r + k + 8), abs), m1);
+        }
+        for (; k < K8; k += 8) m0 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(r + k), abs), m0);
+        float l[8], mx = 0;
+        _mm256_storeu_ps(l, _mm256_max_ps(m0, m1));
+        for (int q = 0; q < 8; q++) mx = l[q] > mx ? l[q] : mx;
+        for (; k < K; k++) mx = fabsf(r[k]) > mx ? fabsf(r[k]) : mx; /* NaN: not taken */
+        float t = mx > 0 ? mx / 63.0f : 1.0f;
+        float inv = 1.0f / t;
+        const __m256 vinv = _mm256_set1_ps(inv);
+        uint8_t *restrict o = out + (size_t)m * Kp;
+        for (k = 0; k < K8; k += 8) {
+            __m256 v = _mm256_mul_ps(_mm256_loadu_ps(r + k), vinv);
+            v = _mm256_max_ps(lo, _mm256_min_ps(hi, v)); /* NaN kept, as the C code */
+            __m256 h = _mm256_or_ps(half, _mm256_and_ps(v, _mm256_castsi256_ps(sign)));
+            __m256i i = _mm256_shuffle_epi8(_mm256_add_epi32(_mm256_cvttps_epi32(_mm256_add_ps(v, h)), z), low);
+            __m128i b = _mm_unpacklo_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
+            _mm_storel_epi64((__m128i *)(void *)(o + k), b);
+        }
+        quantize_row(r + K8, K - K8, inv, o + K8);
+        if (Kp > K) memset(o + K, 64, (size_t)(Kp - K));
+        scale[m] = t;
+    }
+}
 #endif
 
 void q8_quantize_rows(Q8Path path, const float *x, int M, int K, int ldx, uint8_t *out, int Kp, float *scale) {
 #if Q8_X86
     if (path == Q8_VNNI && q8_path_available(Q8_VNNI)) {
         quantize_rows_avx512(x, M, K, ldx, out, Kp, scale);
+        return;
+    }
+    if (path == Q8_AVX2 && q8_path_available(Q8_AVX2)) {
+        quantize_rows_avx2(x, M, K, ldx, out, Kp, scale);
         return;
     }
 #endif

@@ -99,7 +99,7 @@ static void check_dot(int M, int N, int K, uint64_t seed, int extreme) {
  * +-0.5 steps, -0, the clamp edge, NaN and infinities, denormals, an all-zero row, and lengths
  * around the 16- and 32-lane steps. */
 Test(int8, activation_quantization_identical_on_every_path) {
-    static const int lens[] = {1, 15, 16, 17, 31, 32, 33, 96, 100, 384};
+    static const int lens[] = {1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 96, 100, 384};
     for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
         int K = lens[li], M = 6, Kp = q8_padded_k(K);
         float *x = malloc(sizeof(float) * M * K);
