@@ -280,8 +280,8 @@ double row_logsumexp(const real *x, int V) {
     /* the same sixteen lanes as two ymm sums */
     __m256 va = _mm256_setzero_ps(), vb = va, vm = _mm256_set1_ps(m);
     for (int i = 0; i < V16; i += 16) {
-        va = _mm256_add_ps(va, tt_exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm)));
-        vb = _mm256_add_ps(vb, tt_exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vm)));
+        va = _mm256_add_ps(va, tt_exp8_nonpos(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm)));
+        vb = _mm256_add_ps(vb, tt_exp8_nonpos(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vm)));
     }
     _mm256_storeu_ps(acc, va);
     _mm256_storeu_ps(acc + 8, vb);

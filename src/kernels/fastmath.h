@@ -322,6 +322,22 @@ static inline __m256 tt_exp8(__m256 x0) {
 }
 #endif
 
+#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
+/* tt_exp8 for arguments <= 0 (or NaN), as a softmax's and a log-sum-exp's x - max are: the same
+ * values without the overflow side (its clamp and blend), three instructions of about twenty.
+ * A positive argument gives garbage: callers zero such lanes (masked keys) or have none. */
+static inline __m256 tt_exp8_nonpos(__m256 x0) {
+    __m256 x = _mm256_max_ps(_mm256_set1_ps(-87.0f), x0); /* NaN stays (2nd operand) */
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 p;
+    TT_EXP_REDUCE_POLY(__m256, _mm256_, x, n, p);
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+    return _mm256_and_ps(y, _mm256_cmp_ps(x0, _mm256_set1_ps(-87.3f), _CMP_NLT_UQ));
+}
+#endif
+
 /* sum of x[0, n) in eight double lanes (a serial double sum is a chain of dependent adds; the
  * lanes vectorise), the lanes added in a fixed order: the same result on every run */
 static inline double tt_sum_lanes(const real *x, int n) {
@@ -371,7 +387,7 @@ static inline double tt_exp_shift_sum(real *x, int n, real mx, const int *keep) 
     {
         const __m256 vm = _mm256_set1_ps(mx);
         int j = 0;
-        for (; j + 8 <= n; j += 8) _mm256_storeu_ps(x + j, tt_exp8(_mm256_sub_ps(_mm256_loadu_ps(x + j), vm)));
+        for (; j + 8 <= n; j += 8) _mm256_storeu_ps(x + j, tt_exp8_nonpos(_mm256_sub_ps(_mm256_loadu_ps(x + j), vm)));
         for (; j < n; j++) x[j] = REAL_EXP(x[j] - mx);
     }
 #else

@@ -167,3 +167,25 @@ Test(fastmath, vector_exp_against_libm) {
 #endif
 
 
+
+#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
+/* AVX2's exp for arguments <= 0: tt_exp8's values from -87 to 0, 0 below -87.3, near
+ * libm's in between, -inf 0 and NaN NaN */
+Test(fastmath, nonpositive_exp_is_tt_exp8) {
+    float x[8], y[8], z[8];
+    for (int k = 0; k < 40000; k++) {
+        for (int q = 0; q < 8; q++) x[q] = -100.0f * (float)(k * 8 + q) / 320000.0f;
+        _mm256_storeu_ps(y, tt_exp8_nonpos(_mm256_loadu_ps(x)));
+        _mm256_storeu_ps(z, tt_exp8(_mm256_loadu_ps(x)));
+        for (int q = 0; q < 8; q++) {
+            if (x[q] >= -87.0f) cr_assert(y[q] == z[q], "exp(%g): %g vs tt_exp8's %g", (double)x[q], (double)y[q], (double)z[q]);
+            else if (x[q] < -87.3f) cr_assert(y[q] == 0.0f, "exp(%g) = %g", (double)x[q], (double)y[q]);
+            else cr_assert(fabs((double)y[q] - exp((double)x[q])) <= 1.3e-38, "exp(%g) = %g", (double)x[q], (double)y[q]);
+        }
+    }
+    float sp[8] = {-INFINITY, NAN, 0.0f, -0.0f, -1.0f, -200.0f, -87.2f, -1e-30f};
+    _mm256_storeu_ps(y, tt_exp8_nonpos(_mm256_loadu_ps(sp)));
+    cr_assert(y[0] == 0.0f && isnan(y[1]) && y[2] == 1.0f && y[3] == 1.0f && y[5] == 0.0f && y[7] == 1.0f);
+    cr_assert(fabs(y[4] - 0.3678794412) < 1e-7);
+}
+#endif
