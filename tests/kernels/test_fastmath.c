@@ -189,3 +189,32 @@ Test(fastmath, nonpositive_exp_is_tt_exp8) {
     cr_assert(fabs(y[4] - 0.3678794412) < 1e-7);
 }
 #endif
+
+/* GELU (both of Hugging Face's forms) against float64, over lengths that leave vector tails,
+ * and its special values: +inf stays +inf, NaN stays NaN, large negative goes to -0 or 0 */
+Test(fastmath, gelu_against_double) {
+    enum { N = 300 };
+    float x[N], y[N];
+    for (int kind = 0; kind < 2; kind++)
+        for (int n = 1; n <= N; n += 37) {
+            for (int i = 0; i < n; i++) x[i] = -12.0f + 24.0f * (float)i / (float)n;
+            gelu_forward(y, x, n, kind == 0 ? GELU_ERF : GELU_TANH);
+            for (int i = 0; i < n; i++) {
+                double v = x[i], want = kind == 0 ? 0.5 * v * (1 + erf(v / sqrt(2.0)))
+                                                  : 0.5 * v * (1 + tanh(sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)));
+                cr_assert(fabs(y[i] - want) <= 4e-7 * fabs(v) + 1e-6, "kind %d, gelu(%g) = %.9g, want %.9g", kind,
+                          v, (double)y[i], want);
+            }
+        }
+    float sp[32];
+    for (int i = 0; i < 32; i++) sp[i] = (float)i;
+    sp[0] = INFINITY, sp[1] = NAN, sp[2] = 1e30f, sp[3] = -1e30f, sp[4] = -30.0f, sp[5] = 3e38f;
+    for (int kind = 0; kind < 2; kind++) {
+        gelu_forward(y, sp, 32, kind == 0 ? GELU_ERF : GELU_TANH);
+        cr_assert(isinf(y[0]) && y[0] > 0, "kind %d: gelu(inf) = %g", kind, (double)y[0]);
+        cr_assert(isnan(y[1]), "kind %d: gelu(NaN) = %g", kind, (double)y[1]);
+        cr_assert(y[2] == 1e30f && y[5] == 3e38f, "kind %d: gelu(1e30) = %g", kind, (double)y[2]);
+        cr_assert(y[3] == 0.0f && fabsf(y[4]) < 1e-30f, "kind %d: gelu(-1e30) = %g, gelu(-30) = %g", kind,
+                  (double)y[3], (double)y[4]);
+    }
+}
