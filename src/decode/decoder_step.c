@@ -270,15 +270,22 @@ static void block_ln(const LayerParams *lp, int kind, const real **w, const real
     else *w = lp->ln_ffn_w, *b = lp->ln_ffn_b;
 }
 
-/* y = x W + b through the model's int8 weights when it has them (q: the matrix's int8 form),
- * else the float kernels. */
-static void dlin(const DecodeCache *dc, const Q8Weights *q, real *out, int ldo, const real *inp, const real *w,
-                 const real *b, int M, int K, int N, WeightLayout lay) {
+/* y = x W + b through the model's int8 weights when it has them (q: the matrix's int8 form;
+ * s: its scratch, NULL for the model's own), else the float kernels. */
+static void dlin_s(const DecodeCache *dc, const Q8Weights *q, real *out, int ldo, const real *inp, const real *w,
+                   const real *b, int M, int K, int N, WeightLayout lay, Q8Scratch *s) {
 #if !REAL_IS_DOUBLE
     ModelQ8 *q8 = dc->m->q8;
-    if (q8 && q && q->q && q8_linear(q8->path, inp, M, K, q, b, out, ldo, &q8->scratch) == 0) return;
+    if (q8 && q && q->q && q8_linear(q8->path, inp, M, K, q, b, out, ldo, s ? s : &q8->scratch) == 0) return;
+#else
+    (void)s;
 #endif
     decode_linear(out, ldo, inp, w, b, M, K, N, lay);
+}
+
+static void dlin(const DecodeCache *dc, const Q8Weights *q, real *out, int ldo, const real *inp, const real *w,
+                 const real *b, int M, int K, int N, WeightLayout lay) {
+    dlin_s(dc, q, out, ldo, inp, w, b, M, K, N, lay, NULL);
 }
 
 /* kind 0 self-attention, 1 cross-attention, 2 feed-forward; x (M,C) updated in place. */
@@ -385,13 +392,6 @@ int decode_step(DecodeCache *dc, const StepRows *r, const int *logit_rows, int n
 }
 
 void decode_logits(const DecodeCache *dc, int j, int n, real *out, Q8Scratch *s) {
-    const real *y = dc->final_h + (long)j * dc->C;
-    const real *w = dc->m->p.lm_head;
-#if !REAL_IS_DOUBLE
-    ModelQ8 *q8 = dc->m->q8;
-    if (q8 && q8->lm_head.q && q8_linear(q8->path, y, n, dc->C, &q8->lm_head, dc->lm_bias, out, dc->V, s) == 0) return;
-#else
-    (void)s;
-#endif
-    decode_linear(out, dc->V, y, w, dc->lm_bias, n, dc->C, dc->V, W_OUT_IN);
+    dlin_s(dc, dc->m->q8 ? &dc->m->q8->lm_head : NULL, out, dc->V, dc->final_h + (long)j * dc->C, dc->m->p.lm_head,
+           dc->lm_bias, n, dc->C, dc->V, W_OUT_IN, s);
 }

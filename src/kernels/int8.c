@@ -196,29 +196,18 @@ __attribute__((target("avx512f,avx512bw"))) static void quantize_rows_avx512(con
 __attribute__((target("avx2"))) static void quantize_rows_avx2(const float *x, int M, int K, int ldx, uint8_t *out,
                                                                int Kp, float *scale) {
     const __m256 hi = _mm256_set1_ps(63.0f), lo = _mm256_set1_ps(-63.0f), half = _mm256_set1_ps(0.5f);
-    const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     const __m256i sign = _mm256_set1_epi32((int)0x80000000u), z = _mm256_set1_epi32(64);
     const __m256i low = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8, 12, -1,
                                          -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
     int K8 = K & ~7;
     for (int m = 0; m < M; m++) {
         const float *restrict r = x + (size_t)m * ldx;
-        __m256 m0 = _mm256_setzero_ps(), m1 = m0;
-        int k = 0;
-        for (; k + 16 <= K; k += 16) {
-            m0 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(r + k), abs), m0);
-            m1 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(r + k + 8), abs), m1);
-        }
-        for (; k < K8; k += 8) m0 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(r + k), abs), m0);
-        float l[8], mx = 0;
-        _mm256_storeu_ps(l, _mm256_max_ps(m0, m1));
-        for (int q = 0; q < 8; q++) mx = l[q] > mx ? l[q] : mx;
-        for (; k < K; k++) mx = fabsf(r[k]) > mx ? fabsf(r[k]) : mx; /* NaN: not taken */
+        float mx = tt_absmaxf(r, K);
         float t = mx > 0 ? mx / 63.0f : 1.0f;
         float inv = 1.0f / t;
         const __m256 vinv = _mm256_set1_ps(inv);
         uint8_t *restrict o = out + (size_t)m * Kp;
-        for (k = 0; k < K8; k += 8) {
+        for (int k = 0; k < K8; k += 8) {
             __m256 v = _mm256_mul_ps(_mm256_loadu_ps(r + k), vinv);
             v = _mm256_max_ps(lo, _mm256_min_ps(hi, v)); /* NaN kept, as the C code */
             __m256 h = _mm256_or_ps(half, _mm256_and_ps(v, _mm256_castsi256_ps(sign)));
